@@ -1,0 +1,3 @@
+from minwa.cli import main
+
+raise SystemExit(main())

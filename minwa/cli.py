@@ -1,0 +1,68 @@
+"""The ``minwa`` command: a thin dispatcher over ``minwa.commands.<name>``.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``
+and calls one plain Python function of the stage packages. User errors (:class:`MinwaError`) print one
+line and exit non-zero; Ctrl-C exits 130 without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from minwa.errors import MinwaError
+
+# command name -> module under minwa.commands
+COMMANDS = {
+    "pack": "pack",
+    "verify": "verify",
+    "train": "train",
+    "eval": "eval",
+    "predict": "predict",
+    "demo": "demo",
+    "augment-preview": "augment_preview",
+    "bench": "bench",
+    "models": "models",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2) like every other minwa error."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from minwa import __version__
+
+    parser = _Parser(prog="minwa", description="Deep Image on PyTorch: pack, train, evaluate, predict, scale out.")
+    parser.add_argument("--version", action="version", version=f"minwa {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(f"minwa.commands.{module}")
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except MinwaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

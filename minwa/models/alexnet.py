@@ -1,0 +1,75 @@
+"""AlexNet as seeds/003 describes it (Krizhevsky et al. 2012).
+
+Five convolutions and three FC layers with a final softmax; ReLU everywhere; local response
+normalisation after the ReLU of conv1 and conv2; overlapping 3×3/2 max-pooling; dropout 0.5 after FC1
+and FC2. The two-GPU split survives as connectivity: with ``groups=2`` (default) conv2, conv4 and conv5
+see only the kernels of their own half, conv3 and the FC layers see all — 61.0M parameters at 1,000
+classes, the paper's "60 million". LRN uses the paper's constants (k=2, n=5, α=1e-4, β=0.75);
+PyTorch divides α by n, hence ``alpha=5e-4`` below.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from minwa.models.layers import FCHead, ModelBase, init_weights, run_stages
+from minwa.models.registry import register
+
+
+def _lrn():
+    return nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
+
+
+def _conv(ci, co, k, stride=1, padding=0, groups=1, inplace=True, device=None, dtype=None):
+    return [nn.Conv2d(ci, co, k, stride, padding, groups=groups, device=device, dtype=dtype), nn.ReLU(inplace=inplace)]
+
+
+class AlexNet(ModelBase):
+    def __init__(self, num_classes=1000, in_chans=3, *, widths=(96, 256, 384, 384, 256), fc=(4096, 4096),
+                 groups=2, img_size=224, stem=(11, 4, 2), dropout=0.5, inplace=True, checkpointing=False,
+                 device=None, dtype=None):
+        super().__init__()
+        w1, w2, w3, w4, w5 = widths
+        k1, s1, p1 = stem
+        kw = dict(inplace=inplace, device=device, dtype=dtype)
+        self.num_classes, self.in_chans, self.default_scale = num_classes, in_chans, int(img_size)
+        self.grad_checkpointing = bool(checkpointing)
+        self.features = nn.Sequential(
+            nn.Sequential(*_conv(in_chans, w1, k1, s1, p1, **kw), _lrn(), nn.MaxPool2d(3, 2)),
+            nn.Sequential(*_conv(w1, w2, 5, 1, 2, groups, **kw), _lrn(), nn.MaxPool2d(3, 2)),
+            nn.Sequential(*_conv(w2, w3, 3, 1, 1, 1, **kw), *_conv(w3, w4, 3, 1, 1, groups, **kw),
+                          *_conv(w4, w5, 3, 1, 1, groups, **kw), nn.MaxPool2d(3, 2)),
+        )
+        side = (img_size + 2 * p1 - k1) // s1 + 1
+        for _ in range(3):
+            side = (side - 3) // 2 + 1
+        if side < 1:
+            raise ValueError(f"img_size {img_size} is too small for AlexNet's stem and three poolings")
+        self.num_features = w5
+        self.head = FCHead((w5, side, side), tuple(fc), num_classes, dropout=dropout, inplace=inplace,
+                           device=device, dtype=dtype)
+        init_weights(self, linear_std=0.005)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return run_stages(self.features, x, self.grad_checkpointing)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+
+@register("alexnet")
+def alexnet(num_classes=1000, in_chans=3, fc=(4096, 4096), groups=2, img_size=224, dropout=0.5, inplace=True,
+            checkpointing=False, device=None, dtype=None):
+    """224×224 → 55 → 27 → 13 → 6: FC1 reads 256×6×6."""
+    return AlexNet(num_classes, in_chans, fc=tuple(fc), groups=groups, img_size=img_size, dropout=dropout,
+                   inplace=inplace, checkpointing=checkpointing, device=device, dtype=dtype)
+
+
+@register("alexnet-tiny")
+def alexnet_tiny(num_classes=10, in_chans=1, widths=(32, 64, 96, 96, 64), fc=(256, 256), groups=2, img_size=28,
+                 dropout=0.5, inplace=True, checkpointing=False, device=None, dtype=None):
+    """The same five-conv/LRN/overlapping-pool shape for 28×28 inputs (5×5 stride-1 stem): 28 → 13 → 6 → 2."""
+    return AlexNet(num_classes, in_chans, widths=tuple(widths), fc=tuple(fc), groups=groups, img_size=img_size,
+                   stem=(5, 1, 2), dropout=dropout, inplace=inplace, checkpointing=checkpointing,
+                   device=device, dtype=dtype)

@@ -1,0 +1,93 @@
+"""Apply a parallel strategy to a plain single-device model, from outside (torchtitan's order).
+
+1. FC splitting (``hybrid``: tensor-parallel FC layers, see :mod:`minwa.parallel.hybrid`);
+2. ``between(model)`` — the caller's activation checkpointing / ``torch.compile``, if any;
+3. data parallelism: FSDP2 (``fsdp``, and the trunk + FC replicas of ``hybrid``) or DDP with the
+   butterfly hook (``butterfly``).
+
+Gradient convention, the same for every strategy: the caller's loss on each rank is "sum of per-sample
+losses over the rank's samples / global batch size", and the gradients after backward are the SUM over
+ranks — i.e. exactly the single-process full-batch gradient. FSDP2 averages by default; minwa sets its
+divide factor to 1 with sum reduction (gloo has no PREMUL_SUM, so sum reduction is forced).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from minwa.parallel.config import ParallelConfig
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def _units(model: nn.Module, skip: set[int]) -> list[nn.Module]:
+    """Layers that own weights, in forward (registration) order: each becomes one FSDP unit, so the
+    all-gather of the next one overlaps the current one's compute. Norm layers ride with the root."""
+    return [m for m in model.modules()
+            if m is not model and id(m) not in skip and not isinstance(m, _NORMS)
+            and any(True for _ in m.parameters(recurse=False))]
+
+
+def _sum_gradients(model: nn.Module) -> None:
+    from torch.distributed.fsdp import FSDPModule
+
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            m.set_gradient_divide_factor(1.0)
+            m.set_force_sum_reduction_for_comms(True)
+
+
+def _prefetch_chain(units: list[nn.Module]) -> None:
+    """Lazy update: each layer's weights are all-gathered while the previous layer computes."""
+    for a, b in zip(units, units[1:]):
+        a.set_modules_to_forward_prefetch([b])
+
+
+def _mp_policy(cfg: ParallelConfig, param_dtype):
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if param_dtype is None or not cfg.mixed_precision:
+        return MixedPrecisionPolicy()
+    return MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+
+
+def parallelize(model: nn.Module, dims, cfg: ParallelConfig, param_dtype: torch.dtype | None = None,
+                between: Callable[[nn.Module], nn.Module] | None = None) -> nn.Module:
+    """Return ``model`` spread over the ranks of ``dims`` by ``dims.strategy`` (unchanged for 'none').
+
+    ``param_dtype`` (e.g. torch.bfloat16): FSDP computes with parameters in that dtype and reduces
+    gradients in float32, keeping float32 master weights (fsdp and hybrid; with ``cfg.mixed_precision``).
+    ``between``: applied after FC splitting and before data parallelism (activation checkpointing, compile).
+    """
+    model = model.to(dims.device)
+    if dims.strategy == "none" or dims.world_size == 1:
+        return between(model) if between else model
+    if dims.strategy == "butterfly":
+        from minwa.parallel.butterfly import wrap_butterfly
+
+        model = between(model) if between else model
+        return wrap_butterfly(model, dims, cfg.bucket_mb)
+
+    from torch.distributed.fsdp import fully_shard
+
+    mp = _mp_policy(cfg, param_dtype)
+    fc: list[nn.Module] = []
+    if dims.strategy == "hybrid":
+        from minwa.parallel.hybrid import split_fc_layers
+
+        fc = split_fc_layers(model, dims)
+    if between:
+        model = between(model)
+    units = _units(model, {id(m) for m in fc})
+    for m in units:
+        fully_shard(m, mesh=dims.world_mesh, reshard_after_forward=False, mp_policy=mp)
+    for m in fc:  # split FC layers: data-parallel only across FC replicas
+        fully_shard(m, mesh=dims.fc_mesh["replica"], reshard_after_forward=False, mp_policy=mp)
+    fully_shard(model, mesh=dims.world_mesh, reshard_after_forward=False, mp_policy=mp)
+    _sum_gradients(model)
+    if cfg.prefetch:
+        _prefetch_chain(units)
+    return model

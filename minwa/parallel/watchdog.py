@@ -1,0 +1,213 @@
+"""A failing rank must stop the job with its name, not leave the others waiting in a collective forever.
+
+Three mechanisms, all through the rendezvous store torchrun already runs (so nothing new to deploy):
+
+- every rank registers ``host:pid`` and bumps a heartbeat counter from a daemon thread;
+- a monitor thread on every rank watches the others' counters; a rank silent for ``timeout_s`` (killed,
+  frozen, node lost) is named on stderr and this process exits, instead of waiting in gloo/NCCL;
+- :func:`failure_guard` wraps the training loop: when a collective fails (a peer vanished) it looks up
+  which rank is gone (dead pid on this host, a posted error, or a stopped heartbeat) and raises a
+  one-line :class:`MinwaError` naming it; a rank that raises itself posts its error for the others.
+
+torch's own ``timeout`` on the process group still bounds every collective; this adds the *who*.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+import time
+
+import torch.distributed as dist
+
+from minwa.errors import MinwaError
+
+_PREFIX = "minwa/"
+_state: dict = {}
+
+
+def _store():
+    try:
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        return _get_default_store()
+    except Exception:
+        return None
+
+
+def _interval(timeout_s: float) -> float:
+    return min(5.0, max(0.2, timeout_s / 20))
+
+
+def start_watchdog(dims, timeout_s: float) -> None:
+    """Register this rank and start its heartbeat and monitor threads (idempotent)."""
+    if _state.get("thread") is not None or dims.world_size == 1:
+        return
+    store = _store()
+    if store is None:
+        return
+    store.set(f"{_PREFIX}who/{dims.rank}", f"{socket.gethostname()}:{os.getpid()}")
+    stop = threading.Event()
+    _state.update(store=store, dims=dims, timeout_s=timeout_s, stop=stop, interval=_interval(timeout_s))
+    t = threading.Thread(target=_run, name="minwa-watchdog", daemon=True)
+    _state["thread"] = t
+    t.start()
+
+
+def stop_watchdog(clean: bool = True) -> None:
+    stop = _state.get("stop")
+    if stop is None:
+        return
+    if clean:  # tell the others this rank is finishing, not dying
+        with contextlib.suppress(Exception):
+            _state["store"].set(f"{_PREFIX}done/{_state['dims'].rank}", "1")
+    stop.set()
+    t = _state.get("thread")
+    if t is not None and t is not threading.current_thread():
+        t.join(timeout=2 * _state["interval"])
+    _state.clear()
+
+
+def _run() -> None:
+    store, dims, stop = _state["store"], _state["dims"], _state["stop"]
+    interval, timeout_s = _state["interval"], _state["timeout_s"]
+    me, world = dims.rank, dims.world_size
+    last_seen = {r: (None, time.monotonic()) for r in range(world) if r != me}
+    store_lost_since = None
+    while not stop.wait(interval):
+        try:
+            store.add(f"{_PREFIX}beat/{me}", 1)
+            now = time.monotonic()
+            for r in last_seen:
+                if store.check([f"{_PREFIX}done/{r}"]):
+                    last_seen[r] = (None, now)
+                    continue
+                if store.check([f"{_PREFIX}failed/{r}"]):
+                    _die(f"rank {r} of {world} failed: {store.get(f'{_PREFIX}failed/{r}').decode()}; "
+                         f"rank {me} stops too")
+                count = store.add(f"{_PREFIX}beat/{r}", 0)
+                prev, since = last_seen[r]
+                if count != prev:
+                    last_seen[r] = (count, now)
+                elif now - since > timeout_s:
+                    _die(f"rank {r} of {world} ({_who(store, r)}) has not responded for {now - since:.0f} s "
+                         f"(parallel.timeout_s={timeout_s:g}); rank {me} stops instead of waiting")
+            store_lost_since = None
+        except Exception as e:  # the store itself is gone (its host died): give it timeout_s, then stop
+            if stop.is_set():
+                return
+            store_lost_since = store_lost_since or time.monotonic()
+            if time.monotonic() - store_lost_since > timeout_s:
+                _die(f"rank {me} of {world} lost the rendezvous store for {timeout_s:g} s "
+                     f"({type(e).__name__}); the node hosting it (rank 0's) is probably down")
+
+
+def _die(message: str) -> None:
+    if _state.get("stop") is not None and _state["stop"].is_set():
+        return
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
+
+
+def _who(store, rank: int) -> str:
+    try:
+        return store.get(f"{_PREFIX}who/{rank}").decode()
+    except Exception:
+        return "host unknown"
+
+
+def _pid_dead(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def find_failed_ranks(wait_s: float | None = None) -> list[str]:
+    """Describe the ranks that are gone: posted an error, a dead process on this host, or no heartbeat.
+
+    Waits up to ``wait_s`` (default: three heartbeat intervals) for remote ranks' heartbeats to go stale.
+    """
+    store, dims = _state.get("store"), _state.get("dims")
+    if store is None or dims is None:
+        return []
+    host = socket.gethostname()
+    others = [r for r in range(dims.world_size) if r != dims.rank]
+    wait_s = 3 * _state["interval"] if wait_s is None else wait_s
+    try:
+        start = {r: store.add(f"{_PREFIX}beat/{r}", 0) for r in others}
+    except Exception:
+        return []
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for r in others:
+            try:
+                if store.check([f"{_PREFIX}done/{r}"]):
+                    continue
+                if store.check([f"{_PREFIX}failed/{r}"]):
+                    found.append(f"rank {r} failed: {store.get(f'{_PREFIX}failed/{r}').decode()}")
+                    continue
+                who = _who(store, r)
+                h, _, pid = who.rpartition(":")
+                if h == host and pid.isdigit() and _pid_dead(int(pid)):
+                    found.append(f"rank {r} ({who}) died")
+                elif time.monotonic() >= deadline and store.add(f"{_PREFIX}beat/{r}", 0) == start[r]:
+                    found.append(f"rank {r} ({who}) stopped responding")
+            except Exception:
+                return found
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(min(0.1, wait_s))
+
+
+def _post_failure(rank: int, exc: BaseException) -> None:
+    store = _state.get("store")
+    if store is None:
+        return
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    with contextlib.suppress(Exception):
+        store.set(f"{_PREFIX}failed/{rank}", f"{type(exc).__name__}: {text}"[:300])
+
+
+def _is_comm_error(exc: BaseException) -> bool:
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        w in text for w in ("gloo", "nccl", "connection", "peer", "timed out", "broken pipe", "socket"))
+
+
+@contextlib.contextmanager
+def failure_guard(dims):
+    """Wrap a multi-rank training loop: peers' failures come out as one line naming the failed rank.
+
+    A collective that fails because a peer vanished raises :class:`MinwaError` ("rank 1 ... died; rank 0
+    stops too"); an error raised on this rank is posted for the others, then re-raised unchanged.
+    """
+    if dims.world_size == 1:
+        yield
+        return
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        if not _is_comm_error(exc):
+            _post_failure(dims.rank, exc)
+            raise
+        gone = find_failed_ranks()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if gone:
+            raise MinwaError(f"{'; '.join(gone)}; rank {dims.rank} of {dims.world_size} stops too "
+                             f"(its collective failed: {first[:160]})", exit_code=1) from None
+        _post_failure(dims.rank, exc)
+        raise MinwaError(f"a collective failed on rank {dims.rank} of {dims.world_size}: {first[:300]}",
+                         exit_code=1) from None

@@ -1,0 +1,78 @@
+"""Recipes: functions that return a complete :class:`TrainConfig`. Files and the command line override.
+
+``fashion`` is the default (the demo's): a small VGG-style net on Fashion-MNIST, tuned for time to
+accuracy on a 2-core CPU. ``deepimage16`` / ``deepimage19`` are the paper's (§5.1): SGD momentum 0.9,
+weight decay 5e-4, lr 0.01 divided by 10 on plateau, one model per scale S with random 224 crops and the
+full Table 1 augmentation. ``finetune`` is §5.1's fine-tuning: lr 0.001 → 0.0001.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from minwa.augment.config import AugmentConfig
+from minwa.data.config import DataConfig
+from minwa.errors import MinwaError
+from minwa.models.config import ModelConfig
+from minwa.train.config import OptimConfig, TrainConfig
+
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def fashion() -> TrainConfig:
+    """Fashion-MNIST, 28 px. Arithmetic: 60,000 images / 256 per step = 234 steps per epoch."""
+    return TrainConfig(
+        recipe="fashion",
+        out="runs/fashion",
+        epochs=14,
+        precision="bf16",
+        eval_every=1.0,
+        eval_flip=True,
+        data=DataConfig(train=FASHION_MNIST, val=FASHION_MNIST, batch_size=256, cache="auto"),
+        augment=AugmentConfig(preset="fashion"),
+        model=ModelConfig(name="fashion-net", channels_last=True),
+        optim=OptimConfig(name="sgd", lr=0.2, lr_batch=256, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                          decay_norm_bias=False, schedule="onecycle", warmup_epochs=1.0, final_lr_frac=0.0,
+                          label_smoothing=0.1, ema=0.0),
+    )
+
+
+def deepimage(model: str = "deepimage16", scale: int = 256) -> TrainConfig:
+    """The paper's recipe at one scale S (256 or 512 in the paper): S -> random 224 crop, Table 1 augmentation."""
+    return TrainConfig(
+        recipe=f"{model}-{scale}",
+        out=f"runs/{model}-{scale}",
+        epochs=90,
+        precision="bf16",
+        data=DataConfig(scale=scale, crop=224, batch_size=256, workers=8, cache="auto"),
+        augment=AugmentConfig(preset="deepimage"),
+        model=ModelConfig(name=model, channels_last=True),
+        optim=OptimConfig(name="sgd", lr=0.01, lr_batch=256, momentum=0.9, weight_decay=5e-4, schedule="plateau",
+                          plateau_patience=2),
+    )
+
+
+def finetune(base: TrainConfig | None = None, mode: str = "fc") -> TrainConfig:
+    """§5.1 fine-tuning: all layers, the last three FC layers, or the softmax only; lr 0.001 -> 0.0001."""
+    cfg = base or fashion()
+    return dataclasses.replace(
+        cfg, recipe=f"{cfg.recipe}-finetune", finetune=mode,
+        optim=dataclasses.replace(cfg.optim, lr=0.001, lr_batch=cfg.data.batch_size, schedule="linear",
+                                  warmup_epochs=0.0, final_lr_frac=0.1),
+    )
+
+
+RECIPES = {
+    "fashion": fashion,
+    "deepimage16-256": lambda: deepimage("deepimage16", 256),
+    "deepimage16-512": lambda: deepimage("deepimage16", 512),
+    "deepimage19-256": lambda: deepimage("deepimage19", 256),
+    "resnet50": lambda: dataclasses.replace(deepimage("resnet50", 256), recipe="resnet50", out="runs/resnet50"),
+    "finetune": finetune,
+}
+
+
+def get_recipe(name: str) -> TrainConfig:
+    if name not in RECIPES:
+        raise MinwaError(f"unknown recipe '{name}' (known: {', '.join(RECIPES)})")
+    return RECIPES[name]()

@@ -1,0 +1,478 @@
+"""The training loop: loader → augmenter → model → loss, with validation, logging and checkpoints.
+
+``train(cfg)`` is what ``minwa train`` and ``minwa demo`` call. Building is split into named steps
+(runtime, data, model, optimizer) that each take the config and runtime objects only. The loss on each
+rank is ``sum of per-sample losses / global batch`` and ``minwa.parallel`` makes gradients the sum over
+ranks, so 1, 2 or N ranks compute the same update as one process on the whole batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from minwa import config as config_io
+from minwa.errors import MinwaError
+from minwa.train.checkpoint import load_checkpoint, save_checkpoint
+from minwa.train.config import TrainConfig
+from minwa.train.optim import Schedule, build_optimizer, scaled_lr, set_lr
+from minwa.utils.atomic import atomic_write_text
+
+PRECISIONS = {"bf16": torch.float32, "fp32": torch.float32, "fp64": torch.float64}
+
+
+@dataclass
+class RunResult:
+    out: Path
+    checkpoint: Path | None
+    val_accuracy: float  # last validation (top-1, 0..1)
+    best_accuracy: float
+    train_seconds: float  # wall time of the training loop (data set-up excluded, validation included)
+    setup_seconds: float
+    seconds_to_target: float | None
+    images_per_s: float  # training images per second, validation excluded
+    epochs: float
+    history: list[dict] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- runtime
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MinwaError(f"device '{name}' asked for, but no CUDA GPU is available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast_for(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------- data
+
+def open_split(path: str, split: str):
+    from minwa.data import open_dataset
+
+    if not path:
+        raise MinwaError(f"no {split} data given: set --data (or data.{'train' if split == 'train' else 'val'})")
+    return open_dataset(path, split=split)
+
+
+def input_geometry(cfg: TrainConfig, dataset) -> tuple[int, int]:
+    """(scale S handed over by the loader, crop C fed to the network)."""
+    h, w = dataset.image(0).shape[:2]
+    scale = cfg.data.scale or min(h, w)
+    crop = cfg.data.crop or scale
+    if crop > scale:
+        raise MinwaError(f"crop {crop} is larger than scale {scale}")
+    return scale, crop
+
+
+@torch.no_grad()
+def estimate_mean_std(loader, max_batches: int = 8) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std of the training images (on up to ``max_batches`` batches), in 0..1 units."""
+    s = s2 = n = 0
+    for i, batch in enumerate(loader):
+        x = batch.images.to(torch.float64) / 255
+        s = s + x.sum(dim=(0, 2, 3))
+        s2 = s2 + (x * x).sum(dim=(0, 2, 3))
+        n += x.numel() / x.shape[1]
+        if i + 1 >= max_batches:
+            break
+    mean = s / n
+    std = (s2 / n - mean * mean).clamp_min(1e-12).sqrt()
+    return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
+
+
+# ---------------------------------------------------------------- model
+
+def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, device, dtype):
+    """Create from the registry, or from ``cfg.init`` (fine-tuning) with a new head when classes differ."""
+    from minwa.models import create_model
+
+    init_meta = None
+    if cfg.init:
+        model, init_meta = load_checkpoint(cfg.init, "cpu")
+        if init_meta.get("in_chans", 3) != in_chans:
+            raise MinwaError(f"--init checkpoint takes {init_meta.get('in_chans')} channels, the data have {in_chans}")
+        if init_meta["num_classes"] != num_classes:
+            from minwa.models.finetune import reset_head
+
+            reset_head(model, num_classes)
+        model.train()
+    else:
+        model = create_model(cfg.model.name, num_classes=num_classes, in_chans=in_chans, **cfg.model.kwargs)
+    model = model.to(device=device, dtype=dtype)
+    if cfg.model.channels_last and device.type in ("cpu", "cuda"):
+        model = model.to(memory_format=torch.channels_last)
+    trainable = None
+    if cfg.init and cfg.finetune != "all":
+        from minwa.models.finetune import freeze_for_finetune
+
+        trainable = freeze_for_finetune(model, cfg.finetune)
+    elif cfg.finetune not in ("all", "fc", "head"):
+        raise MinwaError(f"--finetune must be all, fc or head, not '{cfg.finetune}'")
+    return model, trainable, init_meta
+
+
+# ---------------------------------------------------------------- the run
+
+class Trainer:
+    """Holds the built pieces of one run; ``fit()`` trains and returns a :class:`RunResult`."""
+
+    def __init__(self, cfg: TrainConfig, progress: bool = False):
+        self.cfg = cfg
+        self.progress = progress
+        self.t_setup = time.perf_counter()
+        self._setup_runtime()
+        self._setup_data()
+        self._setup_model()
+        self._setup_optim()
+        self.history: list[dict] = []
+        self.setup_seconds = time.perf_counter() - self.t_setup
+
+    # -- building steps
+    def _setup_runtime(self):
+        from minwa.parallel import init_distributed
+
+        cfg = self.cfg
+        if cfg.precision not in PRECISIONS:
+            raise MinwaError(f"precision must be one of {', '.join(PRECISIONS)}, not '{cfg.precision}'")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)
+        self.dims = init_distributed(cfg.parallel, str(self.device))
+        self.device = self.dims.device
+        self.dtype = PRECISIONS[cfg.precision]
+        self.is_main = self.dims.is_main
+        seed_everything(cfg.seed)
+        self.out = Path(cfg.out)
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "config.toml", config_io.dump_toml(cfg))
+
+    def _setup_data(self):
+        from minwa.augment import Augmenter, apply_preset
+        from minwa.data import build_loader
+
+        cfg, dims = self.cfg, self.dims
+        self.train_ds = open_split(cfg.data.train, "train")
+        self.val_ds = open_split(cfg.data.val, "test") if cfg.data.val else None
+        self.classes = list(self.train_ds.classes)
+        self.in_chans = self.train_ds.channels
+        self.scale, self.crop = input_geometry(cfg, self.train_ds)
+        if cfg.data.batch_size % dims.world_size:
+            raise MinwaError(f"global batch {cfg.data.batch_size} does not divide over {dims.world_size} ranks")
+        self.loader = build_loader(cfg.data, self.train_ds, train=True, rank=dims.rank,
+                                   world_size=dims.world_size, device=str(self.device))
+        self.val_loader = (build_loader(dataclasses.replace(cfg.data, drop_last=False), self.val_ds, train=False,
+                                        rank=dims.rank, world_size=dims.world_size, device=str(self.device))
+                           if self.val_ds is not None else None)
+        self.steps_per_epoch = len(self.loader)
+        if self.steps_per_epoch == 0:
+            raise MinwaError(f"the training set ({len(self.train_ds)} images) is smaller than one global batch "
+                             f"({cfg.data.batch_size}); lower data.batch_size")
+        self.aug_cfg = apply_preset(cfg.augment)
+        self.mean, self.std = None, None
+
+    def _setup_model(self):
+        cfg = self.cfg
+        self.model, trainable, init_meta = build_model(cfg, len(self.classes), self.in_chans, self.device, self.dtype)
+        if init_meta and init_meta.get("mean"):
+            self.mean, self.std = init_meta["mean"], init_meta["std"]
+        else:
+            self.mean, self.std = estimate_mean_std(self.loader)
+            self.loader.set_epoch(0)
+        from minwa.augment import Augmenter
+
+        self.augmenter = Augmenter(self.aug_cfg, out_size=self.crop, mean=self.mean, std=self.std)
+        from minwa.parallel import parallelize
+
+        self.trainable = trainable
+        if cfg.model.compile:
+            self.model = torch.compile(self.model)
+        self.model = parallelize(self.model, self.dims, cfg.parallel)
+        self.ema = None
+        if cfg.optim.ema > 0:
+            if self.dims.world_size > 1:
+                raise MinwaError("optim.ema is single-process only for now; set optim.ema=0 with several ranks")
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema), use_buffers=True)
+
+    def _setup_optim(self):
+        cfg = self.cfg
+        self.global_batch = cfg.data.batch_size
+        self.optimizer = build_optimizer(self.model, cfg.optim, self.global_batch, params=self.trainable)
+        self.base_lr = scaled_lr(cfg.optim, self.global_batch)
+        self.total_steps = max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
+        self.schedule = Schedule(cfg.optim, self.total_steps, self.steps_per_epoch)
+        self.criterion = nn.CrossEntropyLoss(reduction="sum", label_smoothing=cfg.optim.label_smoothing)
+        self.step = 0
+        self.epoch = 0
+        self._resumed_mid_epoch = False
+        if cfg.resume:
+            self._resume(cfg.resume)
+
+    # -- the loop
+    def train_step(self, batch) -> float:
+        cfg = self.cfg
+        x = self.augmenter(batch.images, batch.indices, self.epoch, cfg.seed)
+        x = x.to(self.dtype)
+        if cfg.model.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = batch.labels.to(self.device, non_blocking=True)
+        lr = set_lr(self.optimizer, self.base_lr, self.schedule.factor(self.step))
+        with autocast_for(cfg.precision, self.device):
+            logits = self.model(x)
+        loss = self.criterion(logits.float() if self.dtype == torch.float32 else logits, y) / self.global_batch
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.step += 1
+        self._last_lr = lr
+        return float(loss.detach()) * self.dims.world_size  # this rank's share, scaled to a batch mean
+
+    def fit(self) -> RunResult:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        train_time = 0.0
+        images = 0
+        seconds_to_target = None
+        val_acc = best = float("nan")
+        eval_steps = max(1, round(cfg.eval_every * self.steps_per_epoch)) if cfg.eval_every > 0 else None
+        save_steps = max(1, round(cfg.save_every * self.steps_per_epoch)) if cfg.save_every > 0 else None
+        stop = False
+        progress = self._progress()
+        with progress:
+            task = progress.add_task("train", total=self.total_steps, completed=self.step) if progress else None
+            while self.step < self.total_steps and not stop:
+                if not self._resumed_mid_epoch:
+                    self.loader.set_epoch(self.epoch)
+                self._resumed_mid_epoch = False
+                t_epoch = time.perf_counter()
+                loss_sum, loss_n = 0.0, 0
+                for batch in self.loader:
+                    loss = self.train_step(batch)
+                    loss_sum, loss_n = loss_sum + loss, loss_n + 1
+                    images += self.global_batch
+                    if task is not None:
+                        progress.update(task, advance=1, description=f"epoch {self.epoch + 1} loss {loss:.3f}")
+                    if self.step % cfg.log_every == 0:
+                        self._log({"kind": "train", "step": self.step, "epoch": self.step / self.steps_per_epoch,
+                                   "loss": loss_sum / loss_n, "lr": self._last_lr,
+                                   "time": time.perf_counter() - t0})
+                    at_end = self.step >= self.total_steps
+                    over_time = cfg.time_budget_s and (train_time + time.perf_counter() - t_epoch) >= cfg.time_budget_s
+                    if (eval_steps and self.step % eval_steps == 0) or at_end or over_time:
+                        train_time += time.perf_counter() - t_epoch
+                        val_acc = self._validate_and_log(t0, loss_sum / max(1, loss_n))
+                        best = val_acc if not best == best else max(best, val_acc)
+                        if self.schedule.observe(val_acc) and self.is_main:
+                            self._log({"kind": "lr_drop", "step": self.step, "factor": self.schedule.plateau_factor})
+                        if cfg.target_accuracy and val_acc >= cfg.target_accuracy and seconds_to_target is None:
+                            seconds_to_target = time.perf_counter() - t0
+                            stop = True
+                        t_epoch = time.perf_counter()
+                    if save_steps and self.step % save_steps == 0:
+                        self.save_train_state()
+                    if at_end or over_time or stop:
+                        stop = True
+                        break
+                train_time += time.perf_counter() - t_epoch
+                if not stop:
+                    self.epoch += 1
+        wall = time.perf_counter() - t0
+        ckpt = self.save_final(val_acc)
+        self.save_train_state()
+        if self.is_main:
+            self._plot()
+        return RunResult(out=self.out, checkpoint=ckpt, val_accuracy=val_acc, best_accuracy=best,
+                         train_seconds=wall, setup_seconds=self.setup_seconds, seconds_to_target=seconds_to_target,
+                         images_per_s=images / max(train_time, 1e-9), epochs=self.step / self.steps_per_epoch,
+                         history=self.history)
+
+    # -- validation
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Top-1 / top-5 accuracy and loss on the validation set (flip-averaged softmax if ``eval_flip``)."""
+        if self.val_loader is None:
+            return {}
+        model = self.eval_model()
+        was_training = model.training
+        model.eval()
+        correct1 = correct5 = n = 0
+        loss = 0.0
+        for batch in self.val_loader:
+            x = self.augmenter.eval(batch.images).to(self.dtype)
+            if self.cfg.model.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = batch.labels.to(self.device)
+            with autocast_for(self.cfg.precision, self.device):
+                logits = model(x)
+                if self.cfg.eval_flip:
+                    logits_f = model(torch.flip(x, dims=[3]))
+            prob = logits.float().softmax(1)
+            if self.cfg.eval_flip:
+                prob = (prob + logits_f.float().softmax(1)) / 2
+            loss += float(nn.functional.nll_loss(prob.clamp_min(1e-12).log(), y, reduction="sum"))
+            top = prob.topk(min(5, prob.shape[1]), dim=1).indices
+            correct1 += int((top[:, 0] == y).sum())
+            correct5 += int((top == y[:, None]).any(1).sum())
+            n += y.numel()
+        counts = torch.tensor([correct1, correct5, n, loss], dtype=torch.float64)
+        counts = self.dims.all_reduce_sum(counts) if hasattr(self.dims, "all_reduce_sum") else counts
+        c1, c5, n, loss = counts.tolist()
+        model.train(was_training)
+        return {"val_acc": c1 / n, "val_top5": c5 / n, "val_loss": loss / n}
+
+    def _validate_and_log(self, t0, train_loss) -> float:
+        metrics = self.validate()
+        rec = {"kind": "val", "step": self.step, "epoch": self.step / self.steps_per_epoch, "train_loss": train_loss,
+               "lr": getattr(self, "_last_lr", self.base_lr), "time": time.perf_counter() - t0, **metrics}
+        self._log(rec)
+        if self.is_main and self.progress and metrics:
+            from rich.console import Console
+
+            Console(stderr=True).print(f"epoch {rec['epoch']:.2f}: val top-1 {metrics['val_acc']:.2%}, "
+                                       f"top-5 {metrics['val_top5']:.2%}, loss {train_loss:.3f}, "
+                                       f"{rec['time']:.0f} s")
+        return metrics.get("val_acc", float("nan"))
+
+    # -- outputs
+    def _log(self, rec: dict):
+        self.history.append(rec)
+        if self.is_main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    def _progress(self):
+        if not (self.progress and self.is_main):
+            return contextlib.nullcontext(None)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        transient=False)
+
+    def checkpoint_meta(self, val_acc) -> dict:
+        cfg = self.cfg
+        if cfg.init:
+            from minwa.train.checkpoint import read_meta
+
+            base = read_meta(cfg.init)
+            name, kwargs = base["model"], base.get("model_kwargs", {})
+        else:
+            name, kwargs = cfg.model.name, cfg.model.kwargs
+        return {"model": name, "model_kwargs": kwargs, "num_classes": len(self.classes), "in_chans": self.in_chans,
+                "classes": self.classes, "scale": self.scale, "crop": self.crop, "mean": self.mean, "std": self.std,
+                "metrics": {"val_acc": val_acc, "epochs": self.step / self.steps_per_epoch, "steps": self.step},
+                "config": config_io.to_dict(cfg)}
+
+    def full_state_dict(self) -> dict:
+        if self.dims.world_size == 1:
+            return self.eval_model().state_dict()
+        from minwa.parallel import full_state_dict
+
+        return full_state_dict(self.eval_model(), self.dims)
+
+    def save_final(self, val_acc) -> Path | None:
+        state = self.full_state_dict()  # collective on several ranks: every rank takes part
+        if not self.is_main:
+            return None
+        holder = _StateHolder(state)
+        return save_checkpoint(self.out / "final", holder, self.checkpoint_meta(val_acc))
+
+    def train_state(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "loader": self.loader.state_dict(),
+                "schedule": self.schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+                "world_size": self.dims.world_size}
+
+    def save_train_state(self):
+        extra = self.train_state()
+        if self.dims.world_size > 1:
+            from minwa.parallel import save_distributed
+
+            save_distributed(self.out / "train_state_dcp", self.model, self.optimizer, extra)
+            return
+        from minwa.train.state import save_state
+
+        state = {**extra, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        save_state(self.out / "train_state", state)
+
+    def _resume(self, path):
+        path = Path(path)
+        dcp = path / "train_state_dcp" if (path / "train_state_dcp").exists() else path
+        if self.dims.world_size > 1 or (dcp.is_dir() and (dcp / ".metadata").exists()):
+            from minwa.parallel import load_distributed
+
+            extra = load_distributed(dcp, self.model, self.optimizer)
+        else:
+            from minwa.train.state import load_state
+
+            extra = load_state(path, "cpu")
+            self.model.load_state_dict(extra["model"])
+            self.optimizer.load_state_dict(extra["optimizer"])
+            if self.ema is not None and "ema" in extra:
+                self.ema.load_state_dict(extra["ema"])
+        self.step, self.epoch = int(extra["step"]), int(extra["epoch"])
+        self.loader.load_state_dict(extra["loader"])
+        self._resumed_mid_epoch = True
+        self.schedule.load_state_dict(extra["schedule"])
+        torch.set_rng_state(extra["torch_rng"].to(torch.uint8).cpu())
+
+    def _plot(self):
+        from minwa.train.plots import plot_learning_curve
+
+        plot_learning_curve(self.history, self.out / "learning_curve.png", title=f"{self.cfg.recipe}")
+
+
+class _StateHolder(nn.Module):
+    """Lets ``save_checkpoint`` take an already gathered full state dict."""
+
+    def __init__(self, state):
+        super().__init__()
+        self._state = state
+
+    def state_dict(self, *args, **kwargs):
+        return self._state
+
+
+def train(cfg: TrainConfig, progress: bool = False) -> RunResult:
+    """Build everything from ``cfg``, train, validate, save; the plain call behind ``minwa train``."""
+    trainer = Trainer(cfg, progress=progress)
+    try:
+        return trainer.fit()
+    finally:
+        from minwa.parallel import shutdown
+
+        if trainer.dims.world_size > 1:
+            shutdown()

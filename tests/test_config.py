@@ -1,0 +1,76 @@
+"""Configuration: recipes, files, overrides, errors, and the frozen CLI surface."""
+
+import dataclasses
+
+import pytest
+
+from minwa import config as config_io
+from minwa.cli import build_parser, main
+from minwa.errors import MinwaError
+from minwa.train.config import TrainConfig
+from minwa.train.recipes import RECIPES, get_recipe
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = config_io.load(get_recipe("fashion"), None,
+                         ["optim.lr=0.05", "data.batch_size=512", "eval_flip=false", "model.kwargs={\"widths\": [8, 16]}",
+                          "eval.scales=28,56"])
+    assert cfg.optim.lr == 0.05 and isinstance(cfg.data.batch_size, int) and cfg.data.batch_size == 512
+    assert cfg.eval_flip is False
+    assert cfg.model.kwargs == {"widths": [8, 16]}
+    assert cfg.eval.scales == [28, 56]
+    assert cfg.optim.momentum == get_recipe("fashion").optim.momentum  # untouched fields keep the recipe's
+
+
+@pytest.mark.parametrize("bad, words", [
+    (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
+    (["data.batch_size=big"], "must be an integer"),
+    (["eval_flip=maybe"], "true or false"),
+    (["epochs"], "key.sub=value"),
+])
+def test_bad_overrides_are_one_sentence(bad, words):
+    with pytest.raises(MinwaError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        config_io.load(get_recipe("fashion"), None, bad)
+
+
+def test_toml_and_yaml_files_round_trip(tmp_path):
+    cfg = config_io.load(get_recipe("fashion"), None, ["optim.lr=0.123", "data.workers=3"])
+    toml = tmp_path / "c.toml"
+    toml.write_text(config_io.dump_toml(cfg))
+    assert config_io.load(TrainConfig(), toml) == cfg
+    yml = tmp_path / "c.yaml"
+    yml.write_text("optim:\n  lr: 0.5\ndata:\n  batch_size: 64\n")
+    got = config_io.load(get_recipe("fashion"), yml)
+    assert (got.optim.lr, got.data.batch_size) == (0.5, 64)
+    (tmp_path / "bad.toml").write_text("optim = [")
+    with pytest.raises(MinwaError, match="not valid"):
+        config_io.load(cfg, tmp_path / "bad.toml")
+    with pytest.raises(MinwaError, match="not found"):
+        config_io.load(cfg, tmp_path / "missing.toml")
+
+
+def test_every_recipe_is_complete():
+    for name in RECIPES:
+        cfg = get_recipe(name)
+        assert dataclasses.is_dataclass(cfg) and cfg.model.name and cfg.data.batch_size > 0
+
+
+def test_cli_surface_is_frozen():
+    """Adding a command or a train flag is a decision: update this list on purpose (torchtitan's rule)."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert sorted(sub.choices) == sorted(["pack", "verify", "train", "eval", "predict", "demo", "augment-preview",
+                                          "bench", "models"])
+    train_flags = sorted(o for a in sub.choices["train"]._actions for o in a.option_strings if o.startswith("--"))
+    assert train_flags == sorted(["--help", "--recipe", "--config", "--data", "--val", "--out", "--epochs", "--model",
+                                  "--init", "--finetune", "--resume", "--set", "--print-config", "--quiet"])
+
+
+def test_cli_errors_are_one_line(capsys, tmp_path):
+    assert main(["train", "--set", "optim.nope=1", "--print-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown config key") and "\n" not in err
+    assert main(["train", "--recipe", "nope", "--print-config"]) == 2
+    assert "unknown recipe" in capsys.readouterr().err
+    assert main(["train", "--print-config", "--set", "optim.lr=0.3"]) == 0
+    assert "lr = 0.3" in capsys.readouterr().out
