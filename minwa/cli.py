@@ -55,13 +55,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
     except MinwaError as e:
         print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        code = e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    if _under_torchrun():
+        from minwa.parallel import shutdown
+
+        shutdown(exit_code=code)  # leave the group, then os._exit: avoids gloo's abort at exit
+    return code
+
+
+def _under_torchrun() -> bool:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "torch.distributed" in sys.modules
 
 
 if __name__ == "__main__":

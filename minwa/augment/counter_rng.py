@@ -36,17 +36,19 @@ def _mix32_int(x: int) -> int:
     return int(mix32(torch.tensor([x & _M32], dtype=torch.int64))[0])
 
 
-def stream_bits(indices: torch.Tensor, epoch: int, seed: int, streams: int) -> torch.Tensor:
-    """Random 32-bit words (int64 in [0, 2**32)), shape ``(len(indices), streams)``.
+def stream_bits(indices: torch.Tensor, epoch: int, seed: int, streams) -> torch.Tensor:
+    """Random 32-bit words (int64 in [0, 2**32)), shape ``(len(indices), len(streams))``.
 
-    Word ``[n, j]`` depends only on ``(seed, epoch, indices[n], j)``; the tensor lives on ``indices.device``.
+    ``streams`` is a count (streams ``0 .. streams-1``) or a list of stream numbers. Word ``[n, j]``
+    depends only on ``(seed, epoch, indices[n], stream j)``; the tensor lives on ``indices.device``.
     """
     key = _mix32_int(seed ^ _mix32_int((seed >> 32) + _GOLDEN))
     key = _mix32_int(key ^ _mix32_int(epoch + 2 * _GOLDEN))
     idx = indices.to(torch.int64).reshape(-1)
     h = mix32((idx & _M32) ^ key)
     h = mix32(h ^ mix32((idx >> 32) & _M32) ^ _mix32_int(key + 3 * _GOLDEN))
-    lanes = torch.arange(streams, device=idx.device, dtype=torch.int64)
+    ids = range(streams) if isinstance(streams, int) else streams
+    lanes = torch.tensor(list(ids), device=idx.device, dtype=torch.int64)
     lanes = mix32((lanes * _GOLDEN + 0x632BE5AB) & _M32)
     return mix32(h[:, None] ^ lanes[None, :])
 

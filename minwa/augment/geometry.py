@@ -71,10 +71,8 @@ def gather_windows(images: torch.Tensor, p: AugmentParams, out: int, fill: str, 
     cols, vc = _fold(cols, w, edge)
     index = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, size * size)
     win = images.reshape(n, c, h * w).gather(2, index.expand(n, c, size * size)).reshape(n, c, size, size)
-    if vr is not None:
-        valid = (vr[:, :, None] & vc[:, None, :]).unsqueeze(1)
-        if not bool(valid.all()):
-            win = win * valid.to(win.dtype)
+    if vr is not None and not (bool(vr.all()) and bool(vc.all())):
+        win = win * (vr[:, :, None] & vc[:, None, :]).unsqueeze(1).to(win.dtype)
     return win
 
 

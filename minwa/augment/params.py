@@ -60,6 +60,36 @@ class AugmentParams:
         return AugmentParams(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
 
 
+def _streams_for(cfg: AugmentConfig) -> tuple[int, ...]:
+    """The stream numbers ``cfg`` draws from (hashing only those keeps light presets cheap)."""
+    use = [S_CROP_Y, S_CROP_X, S_SHIFT_Y, S_SHIFT_X, S_FLIP] if (cfg.random_crop or cfg.translate or cfg.flip) else []
+    if cfg.rotation > 0:
+        use += [S_ROT_GATE, S_ROT]
+    if cfg.lens:
+        use += [S_LENS_GATE, S_LENS_KIND, S_LENS_DEG]
+    if cfg.color_cast:
+        use += [S_CAST_GATE + c for c in range(3)] + [S_CAST + c for c in range(3)]
+    if cfg.vignette:
+        use += [S_VIG_GATE, S_VIG_STRENGTH, S_VIG_RADIUS]
+    if cfg.pca_lighting > 0:
+        use += list(range(S_PCA, S_PCA + 6))
+    if cfg.erase > 0:
+        use += [S_ERASE_GATE] + [S_ERASE + j for j in range(4)]
+    return tuple(use) or (S_FLIP,)
+
+
+class _Bits:
+    """``bits[:, stream]`` over the hashed subset of streams (same words as hashing all of them)."""
+
+    def __init__(self, words: torch.Tensor, streams: tuple[int, ...]):
+        self.words, self.col = words, {s: j for j, s in enumerate(streams)}
+        self.n, self.device = words.shape[0], words.device
+
+    def __getitem__(self, key):
+        _, stream = key
+        return self.words[:, self.col[stream]]
+
+
 def identity_params(n: int, in_hw: tuple[int, int], out: int, device="cpu") -> AugmentParams:
     """Parameters that change nothing: the centre crop, as the eval path takes it."""
     h, w = in_hw
@@ -82,8 +112,8 @@ def sample_params(cfg: AugmentConfig, indices: torch.Tensor, epoch: int, seed: i
     eigenvectors in columns), needed when ``cfg.pca_lighting`` > 0.
     """
     h, w = in_hw
-    bits = rng.stream_bits(indices, epoch, seed, N_STREAMS)
-    n, dev = bits.shape[0], bits.device
+    bits = _Bits(rng.stream_bits(indices, epoch, seed, _streams_for(cfg)), _streams_for(cfg))
+    n, dev = bits.n, bits.device
     p = identity_params(n, in_hw, out, dev)
 
     # cropping: offsets in {0 .. S-C-1} (Table 1: 288^2 for 224 of 512); translation moves the window

@@ -51,11 +51,14 @@ def apply(x: torch.Tensor, p: AugmentParams, scale: torch.Tensor, shift: torch.T
     if offset or vignette:
         x.clamp_(0.0, 255.0)
     x = torch.addcmul(shift, x, scale, out=x) if x.is_contiguous() else x * scale + shift
-    if erase:
-        ar = torch.arange(x.shape[-1], device=x.device)
-        e = p.erase
-        inside_y = (ar[None, :] >= e[:, 0:1]) & (ar[None, :] < e[:, 2:3])
-        inside_x = (ar[None, :] >= e[:, 1:2]) & (ar[None, :] < e[:, 3:4])
-        keep = ~(inside_y[:, :, None] & inside_x[:, None, :])
-        x.mul_(keep[:, None].to(x.dtype))  # erased pixels become the mean (0 after normalisation)
-    return x
+    return erase_(x, p) if erase else x
+
+
+def erase_(x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
+    """Random erasing in place on the normalised batch: the box becomes the mean (0)."""
+    ar = torch.arange(x.shape[-1], device=x.device)
+    e = p.erase
+    inside_y = (ar[None, :] >= e[:, 0:1]) & (ar[None, :] < e[:, 2:3])
+    inside_x = (ar[None, :] >= e[:, 1:2]) & (ar[None, :] < e[:, 3:4])
+    keep = ~(inside_y[:, :, None] & inside_x[:, None, :])
+    return x.mul_(keep[:, None].to(x.dtype))

@@ -10,10 +10,12 @@ samples / global batch", so the sum is the single-process gradient. gloo has no 
 reduce-scatter, so there the hook waits and returns a completed future; on NCCL it chains futures.
 """
 
-from __future__ import annotations
-
 import torch
 import torch.distributed as dist
+
+
+_reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 
 
 def _padded(flat: torch.Tensor, world: int) -> torch.Tensor:
@@ -21,7 +23,7 @@ def _padded(flat: torch.Tensor, world: int) -> torch.Tensor:
     return torch.cat([flat, flat.new_zeros(pad)]) if pad else flat
 
 
-def butterfly_hook(group: dist.ProcessGroup | None, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+def butterfly_hook(group, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:  # no __future__ annotations: DDP checks them
     """Reduce-scatter the bucket (each rank sums its slice), then all-gather the slices back."""
     flat = bucket.buffer()
     world = dist.get_world_size(group)
@@ -31,16 +33,16 @@ def butterfly_hook(group: dist.ProcessGroup | None, bucket: dist.GradBucket) -> 
     n = flat.numel()
 
     if dist.get_backend(group) == "nccl":
-        rs = dist.reduce_scatter_tensor(part, padded, op=dist.ReduceOp.SUM, group=group, async_op=True)
+        rs = _reduce_scatter(part, padded, op=dist.ReduceOp.SUM, group=group, async_op=True)
 
         def all_gather(_):  # NCCL collectives are stream-ordered: this does not block the CPU
-            dist.all_gather_into_tensor(gathered, part, group=group)
+            _all_gather(gathered, part, group=group)
             return gathered[:n].view_as(flat)
 
         return rs.get_future().then(all_gather)
 
-    dist.reduce_scatter_tensor(part, padded, op=dist.ReduceOp.SUM, group=group)
-    dist.all_gather_into_tensor(gathered, part, group=group)
+    _reduce_scatter(part, padded, op=dist.ReduceOp.SUM, group=group)
+    _all_gather(gathered, part, group=group)
     fut: torch.futures.Future[torch.Tensor] = torch.futures.Future()
     fut.set_result(gathered[:n].view_as(flat))
     return fut
@@ -50,6 +52,6 @@ def wrap_butterfly(model: torch.nn.Module, dims, bucket_mb: float) -> torch.nn.M
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [dims.device.index] if dims.device.type == "cuda" else None
-    ddp = DDP(model, device_ids=ids, bucket_cap_mb=bucket_mb, broadcast_buffers=False)
+    ddp = DDP(model, device_ids=ids, bucket_cap_mb=bucket_mb)
     ddp.register_comm_hook(state=None, hook=butterfly_hook)
     return ddp

@@ -64,6 +64,14 @@ class ParallelDims:
                              f"{self.world_size} ranks (data.batch_size)")
         return global_batch // self.world_size
 
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum ``t`` over all ranks (a copy on ``t``'s device); ``t`` itself with one process."""
+        if not self.distributed:
+            return t
+        buf = t.detach().to(self.device, copy=True)
+        dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+        return buf.to(t.device)
+
     def describe(self) -> str:
         if not self.distributed:
             return f"1 process on {self.device}"

@@ -62,4 +62,15 @@ def split_fc_layers(model: nn.Module, dims) -> list[nn.Linear]:
         raise MinwaError(f"the hybrid strategy splits FC layers, but {type(model).__name__} has none; "
                          "use parallel.strategy=fsdp")
     parallelize_module(model, dims.fc_mesh["fc"], fc_plan([n for n, _ in layers]))
+    _no_inplace_near(model, [n for n, _ in layers])
     return [m for _, m in layers]
+
+
+def _no_inplace_near(model: nn.Module, names: list[str]) -> None:
+    """A split layer hands on a view of its DTensor output; an in-place ReLU/Dropout on that view would
+    bypass autograd's custom backward (torch refuses it). Make the FC layers' siblings out-of-place."""
+    for name in names:
+        parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        for m in parent.children():
+            if getattr(m, "inplace", False) is True:
+                m.inplace = False

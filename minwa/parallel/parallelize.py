@@ -13,6 +13,7 @@ divide factor to 1 with sum reduction (gloo has no PREMUL_SUM, so sum reduction 
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -29,6 +30,15 @@ def _units(model: nn.Module, skip: set[int]) -> list[nn.Module]:
     return [m for m in model.modules()
             if m is not model and id(m) not in skip and not isinstance(m, _NORMS)
             and any(True for _ in m.parameters(recurse=False))]
+
+
+def _contiguous_params(model: nn.Module) -> None:
+    """FSDP shards flat row-major storage, so channels_last conv weights go back to contiguous. Activations
+    stay channels_last (a conv follows its input's memory format); FSDP all-gathers fresh weights anyway."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.is_contiguous():
+                p.data = p.data.contiguous()
 
 
 def _sum_gradients(model: nn.Module) -> None:
@@ -63,7 +73,7 @@ def parallelize(model: nn.Module, dims, cfg: ParallelConfig, param_dtype: torch.
     ``between``: applied after FC splitting and before data parallelism (activation checkpointing, compile).
     """
     model = model.to(dims.device)
-    if dims.strategy == "none" or dims.world_size == 1:
+    if dims.strategy == "none":  # (a 1-rank group with a strategy still applies it: the bench measures overhead)
         return between(model) if between else model
     if dims.strategy == "butterfly":
         from minwa.parallel.butterfly import wrap_butterfly
@@ -73,12 +83,15 @@ def parallelize(model: nn.Module, dims, cfg: ParallelConfig, param_dtype: torch.
 
     from torch.distributed.fsdp import fully_shard
 
+    _contiguous_params(model)
     mp = _mp_policy(cfg, param_dtype)
     fc: list[nn.Module] = []
     if dims.strategy == "hybrid":
         from minwa.parallel.hybrid import split_fc_layers
 
         fc = split_fc_layers(model, dims)
+        # the split layers return views of DTensor outputs; their in-place neighbours were made out-of-place
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
     if between:
         model = between(model)
     units = _units(model, {id(m) for m in fc})

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import signal
 import socket
 import sys
 import threading
@@ -52,6 +54,8 @@ def start_watchdog(dims, timeout_s: float) -> None:
     store.set(f"{_PREFIX}who/{dims.rank}", f"{socket.gethostname()}:{os.getpid()}")
     stop = threading.Event()
     _state.update(store=store, dims=dims, timeout_s=timeout_s, stop=stop, interval=_interval(timeout_s))
+    if threading.current_thread() is threading.main_thread():
+        _state["old_sigterm"] = signal.signal(signal.SIGTERM, _on_sigterm)
     t = threading.Thread(target=_run, name="minwa-watchdog", daemon=True)
     _state["thread"] = t
     t.start()
@@ -65,6 +69,8 @@ def stop_watchdog(clean: bool = True) -> None:
         with contextlib.suppress(Exception):
             _state["store"].set(f"{_PREFIX}done/{_state['dims'].rank}", "1")
     stop.set()
+    if "old_sigterm" in _state and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _state["old_sigterm"])
     t = _state.get("thread")
     if t is not None and t is not threading.current_thread():
         t.join(timeout=2 * _state["interval"])
@@ -103,6 +109,20 @@ def _run() -> None:
             if time.monotonic() - store_lost_since > timeout_s:
                 _die(f"rank {me} of {world} lost the rendezvous store for {timeout_s:g} s "
                      f"({type(e).__name__}); the node hosting it (rank 0's) is probably down")
+
+
+def _on_sigterm(signum, frame) -> None:
+    """torchrun stops the surviving ranks with SIGTERM when one dies; say which one before going."""
+    dims = _state.get("dims")
+    me = f"rank {dims.rank} of {dims.world_size}" if dims else "this rank"
+    gone = find_failed_ranks(wait_s=0)
+    if gone:
+        print(f"error: {'; '.join(gone)}; {me} stops too", file=sys.stderr, flush=True)
+    else:
+        print(f"{me}: stopped by SIGTERM (the launcher stops every rank when one fails; "
+              "the failing rank's node log names it)", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1 if gone else 128 + signum)
 
 
 def _die(message: str) -> None:
@@ -159,7 +179,7 @@ def find_failed_ranks(wait_s: float | None = None) -> list[str]:
                 h, _, pid = who.rpartition(":")
                 if h == host and pid.isdigit() and _pid_dead(int(pid)):
                     found.append(f"rank {r} ({who}) died")
-                elif time.monotonic() >= deadline and store.add(f"{_PREFIX}beat/{r}", 0) == start[r]:
+                elif wait_s > 0 and time.monotonic() >= deadline and store.add(f"{_PREFIX}beat/{r}", 0) == start[r]:
                     found.append(f"rank {r} ({who}) stopped responding")
             except Exception:
                 return found
@@ -175,6 +195,12 @@ def _post_failure(rank: int, exc: BaseException) -> None:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     with contextlib.suppress(Exception):
         store.set(f"{_PREFIX}failed/{rank}", f"{type(exc).__name__}: {text}"[:300])
+
+
+def _first_line(exc: BaseException) -> str:
+    """The useful part of a backend error: first line, without gloo's '[.../pair.cc:537] ' source prefix."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^\[[^\]]*\]\s*", "", text)
 
 
 def _is_comm_error(exc: BaseException) -> bool:
@@ -204,10 +230,10 @@ def failure_guard(dims):
             _post_failure(dims.rank, exc)
             raise
         gone = find_failed_ranks()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc)
         if gone:
             raise MinwaError(f"{'; '.join(gone)}; rank {dims.rank} of {dims.world_size} stops too "
-                             f"(its collective failed: {first[:160]})", exit_code=1) from None
+                             f"(its collective failed: {first[:120]})", exit_code=1) from None
         _post_failure(dims.rank, exc)
         raise MinwaError(f"a collective failed on rank {dims.rank} of {dims.world_size}: {first[:300]}",
                          exit_code=1) from None

@@ -158,6 +158,11 @@ class Trainer:
         cfg = self.cfg
         if cfg.precision not in PRECISIONS:
             raise MinwaError(f"precision must be one of {', '.join(PRECISIONS)}, not '{cfg.precision}'")
+        if not cfg.init:
+            from minwa.models import list_models
+
+            if cfg.model.name not in list_models():
+                raise MinwaError(f"unknown model '{cfg.model.name}' (known: {', '.join(list_models())})")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
@@ -209,9 +214,8 @@ class Trainer:
         from minwa.parallel import parallelize
 
         self.trainable = trainable
-        if cfg.model.compile:
-            self.model = torch.compile(self.model)
-        self.model = parallelize(self.model, self.dims, cfg.parallel)
+        between = torch.compile if cfg.model.compile else None
+        self.model = parallelize(self.model, self.dims, cfg.parallel, between=between)
         self.ema = None
         if cfg.optim.ema > 0:
             if self.dims.world_size > 1:
@@ -268,7 +272,7 @@ class Trainer:
         save_steps = max(1, round(cfg.save_every * self.steps_per_epoch)) if cfg.save_every > 0 else None
         stop = False
         progress = self._progress()
-        with progress:
+        with progress or contextlib.nullcontext():
             task = progress.add_task("train", total=self.total_steps, completed=self.step) if progress else None
             while self.step < self.total_steps and not stop:
                 if not self._resumed_mid_epoch:
@@ -375,7 +379,7 @@ class Trainer:
 
     def _progress(self):
         if not (self.progress and self.is_main):
-            return contextlib.nullcontext(None)
+            return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -431,7 +435,9 @@ class Trainer:
     def _resume(self, path):
         path = Path(path)
         dcp = path / "train_state_dcp" if (path / "train_state_dcp").exists() else path
-        if self.dims.world_size > 1 or (dcp.is_dir() and (dcp / ".metadata").exists()):
+        from minwa.parallel import is_distributed_checkpoint
+
+        if self.dims.world_size > 1 or is_distributed_checkpoint(dcp):
             from minwa.parallel import load_distributed
 
             extra = load_distributed(dcp, self.model, self.optimizer)
@@ -468,9 +474,12 @@ class _StateHolder(nn.Module):
 
 def train(cfg: TrainConfig, progress: bool = False) -> RunResult:
     """Build everything from ``cfg``, train, validate, save; the plain call behind ``minwa train``."""
+    from minwa.parallel import failure_guard
+
     trainer = Trainer(cfg, progress=progress)
     try:
-        return trainer.fit()
+        with failure_guard(trainer.dims):
+            return trainer.fit()
     finally:
         from minwa.parallel import shutdown
 

@@ -1,0 +1,40 @@
+"""`minwa augment-preview IMAGE --out grid.png`: Deep Image Figure 4 for one image."""
+
+HELP = "draw the augmentations of one image (Deep Image Figure 4): a row per transform + all combined"
+
+
+def add_arguments(p):
+    p.add_argument("image", help="an image file (JPEG, PNG, ...)")
+    p.add_argument("--out", default="augment_preview.png", help="PNG to write (default: augment_preview.png)")
+    p.add_argument("--scale", type=int, default=320, help="shorter side of the scaled image S (default 320)")
+    p.add_argument("--crop", type=int, default=224, help="crop size C the network sees (default 224)")
+    p.add_argument("--samples", type=int, default=6, help="examples per row (default 6)")
+    p.add_argument("--seed", type=int, default=0, help="augmentation seed")
+    p.add_argument("--fill", default="reflect", choices=["reflect", "surround", "border", "zeros"],
+                   help="how rotated / distorted corners are filled (default reflect)")
+
+
+def run(args) -> int:
+    import io
+
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from minwa.augment.preview import preview_grid
+    from minwa.errors import MinwaError, require_path
+    from minwa.utils.atomic import atomic_write_bytes
+
+    path = require_path(args.image, "image")
+    if args.crop < 8 or args.scale < args.crop or args.samples < 1:
+        raise MinwaError("augment-preview needs --scale >= --crop >= 8 and --samples >= 1")
+    try:
+        with Image.open(path) as im:
+            image = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise MinwaError(f"cannot read image {path}: {e}") from None
+    sheet = preview_grid(image, args.scale, args.crop, args.samples, args.seed, args.fill)
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    atomic_write_bytes(args.out, buf.getvalue())
+    print(f"wrote {args.out} ({sheet.width}x{sheet.height})")
+    return 0

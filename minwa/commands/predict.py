@@ -1,0 +1,37 @@
+"""`minwa predict`: top-k classes of image files, through the eval path (scales, flips, ensembles)."""
+
+HELP = "classify image files: top-k class names with probabilities (ensembles, scales, flips)"
+
+
+def add_arguments(p):
+    from minwa.commands.eval import scale_list
+
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--ckpt", action="append", required=True, metavar="PATH", help="checkpoint; repeat for an ensemble")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--scales", type=scale_list, default=[], metavar="S1,S2,...", help="test scales (default: each model's own)")
+    p.add_argument("--flip", action="store_true", help="also the mirrored image (softmax averaged)")
+    p.add_argument("--dense", action="store_true", help="dense testing on the whole image")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+
+
+def run(args) -> int:
+    import json
+
+    from minwa.errors import MinwaError
+    from minwa.evaluate import predict
+
+    if args.topk < 1:
+        raise MinwaError("--topk must be at least 1")
+    results = predict(args.ckpt, args.images, args.topk, scales=args.scales, flip=args.flip, dense=args.dense,
+                      device=args.device, precision=args.precision)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for r in results:
+        print(r["image"])
+        for t in r["top"]:
+            print(f"  {t['probability']:7.2%}  {t['class']}")
+    return 0

@@ -1,0 +1,30 @@
+"""Testing as §5.1 of the paper does it: several scales, mirrors, dense FC-as-conv, softmax-averaged ensembles.
+
+``evaluate(cfg)`` scores checkpoints on a data set (top-1/top-5 error, mean per-class accuracy,
+per-class table, confusion matrix); ``predict(ckpts, images, topk)`` gives class names with
+probabilities. Both average softmax outputs over views and over ensemble members. Names are imported
+lazily so that reading ``EvalConfig`` (every config load does) does not pull in torch.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "EvalConfig": "minwa.evaluate.config",
+    "DenseModel": "minwa.evaluate.dense",
+    "to_dense": "minwa.evaluate.dense",
+    "Member": "minwa.evaluate.ensemble",
+    "load_members": "minwa.evaluate.ensemble",
+    "member_from_model": "minwa.evaluate.ensemble",
+    "evaluate": "minwa.evaluate.pipeline",
+    "predict": "minwa.evaluate.pipeline",
+    "EvalReport": "minwa.evaluate.report",
+    "print_report": "minwa.evaluate.report",
+    "write_outputs": "minwa.evaluate.report",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'minwa.evaluate' has no attribute {name!r}")

@@ -1,0 +1,210 @@
+"""The loader: order per (seed, epoch), rank partitions, worker-count independence, cache == stream,
+exact mid-epoch resume, sizes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from data_fixtures import photo_folder, small_idx
+
+from minwa.data import DataConfig, build_loader, epoch_permutation, open_dataset, pack
+from minwa.data import decode as dec
+from minwa.data.order import num_batches, rank_batch, sample_uniform, worker_batches
+from minwa.errors import MinwaError
+
+
+@pytest.fixture(scope="module")
+def idx_ds(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("idx")
+    small_idx(folder, n=1000, seed=3)
+    return open_dataset(folder)
+
+
+@pytest.fixture(scope="module")
+def photo_shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    photo_folder(root / "src", per_class=8)
+    pack(root / "src", root / "shards", shard_size=7, workers=1, progress=False)
+    return open_dataset(root / "shards")
+
+
+def _collect(loader):
+    return [(b.images.clone(), b.labels.clone(), b.indices.clone()) for b in loader]
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(all(torch.equal(x, y) for x, y in zip(p, q)) for p, q in zip(a, b))
+
+
+def test_epoch_permutation():
+    p = epoch_permutation(1000, seed=0, epoch=0)
+    assert p.dtype == np.int64 and sorted(p.tolist()) == list(range(1000))
+    assert np.array_equal(p, epoch_permutation(1000, 0, 0))
+    assert not np.array_equal(p, epoch_permutation(1000, 0, 1))
+    assert not np.array_equal(p, epoch_permutation(1000, 1, 0))
+    u = sample_uniform(0, 0, np.arange(10000), stream=0)
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.02
+    assert not np.array_equal(u, sample_uniform(0, 1, np.arange(10000), stream=0))
+    # workers share out the batches exactly once
+    parts = [list(worker_batches(3, 20, w, 4)) for w in range(4)]
+    assert sorted(sum(parts, [])) == list(range(3, 20))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_ranks_are_disjoint_covering_slices_of_the_same_global_batches(idx_ds, train):
+    cfg = DataConfig(batch_size=96, seed=5)
+    single = _collect(build_loader(cfg, idx_ds, train=train, epoch=2))
+    for world in (2, 4):
+        ranks = [_collect(build_loader(cfg, idx_ds, train=train, rank=r, world_size=world, epoch=2)) for r in range(world)]
+        assert all(len(r) == len(single) for r in ranks)
+        for b, (images, labels, indices) in enumerate(single):
+            parts = [r[b][2] for r in ranks]
+            assert torch.equal(torch.cat(parts), indices)  # contiguous slices in rank order
+            assert len(set(torch.cat(parts).tolist())) == len(indices)  # disjoint
+            assert torch.equal(torch.cat([r[b][0] for r in ranks]), images)
+            assert torch.equal(torch.cat([r[b][1] for r in ranks]), labels)
+    seen = torch.cat([x[2] for x in single])
+    if train:  # drop_last: every sample at most once, the remainder dropped
+        assert len(single) == 1000 // 96 and len(set(seen.tolist())) == 96 * (1000 // 96)
+        assert torch.equal(seen, torch.from_numpy(epoch_permutation(1000, 5, 2)[: 96 * (1000 // 96)]))
+    else:  # eval: dataset order, nothing dropped
+        assert len(single) == 11 and torch.equal(seen, torch.arange(1000)) and len(single[-1][2]) == 1000 - 960
+
+
+def test_cache_batches_are_the_dataset_images(idx_ds, monkeypatch):
+    monkeypatch.setattr(dec, "decode", lambda *a, **k: pytest.fail("an IDX source must not be decoded"))
+    loader = build_loader(DataConfig(batch_size=64), idx_ds, train=True)
+    assert loader.mode == "cache" and len(loader) == 15 and loader.image_size == (28, 28)
+    for b in loader:
+        assert b.images.dtype == torch.uint8 and b.images.shape == (64, 1, 28, 28)
+        assert b.labels.dtype == torch.int64 and b.indices.dtype == torch.int64
+        idx = b.indices.numpy()
+        assert np.array_equal(b.images.permute(0, 2, 3, 1).numpy(), idx_ds.pixels()[idx])
+        assert np.array_equal(b.labels.numpy(), idx_ds.labels[idx])
+
+
+def test_scaled_cache_matches_the_per_image_resize(idx_ds):
+    loader = build_loader(DataConfig(batch_size=50, scale=40), idx_ds, train=False)
+    b = next(iter(loader))
+    assert b.images.shape == (50, 1, 40, 40)
+    for j in (0, 17, 49):
+        assert np.array_equal(b.images[j].permute(1, 2, 0).numpy(), dec.resize_square(idx_ds.image(j), 40))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_stream_and_cache_give_identical_batches_for_any_worker_count(photo_shards, train):
+    cfg = DataConfig(batch_size=10, scale=64, seed=1, cache="memory")
+    cached = build_loader(cfg, photo_shards, train=train)
+    assert cached.mode == "cache"
+    reference = _collect(cached)
+    assert reference[0][0].shape == (10, 3, 64, 64) and len(reference) == (2 if train else 3)
+    for workers in (0, 1, 2):
+        streamed = build_loader(dataclasses.replace(cfg, cache="none", workers=workers), photo_shards, train=train)
+        assert streamed.mode == "stream"
+        assert _same(_collect(streamed), reference), f"workers={workers}"
+
+
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_exact_mid_epoch_resume(photo_shards, idx_ds, cache):
+    ds = idx_ds if cache == "memory" else photo_shards
+    cfg = DataConfig(batch_size=4 if cache == "none" else 64, scale=0 if cache == "memory" else 48,
+                     cache=cache, workers=2, seed=9)
+    full = build_loader(cfg, ds, train=True, epoch=3)
+    everything = _collect(full)
+    first = build_loader(cfg, ds, train=True, epoch=3)
+    head = []
+    for b in first:
+        head.append((b.images.clone(), b.labels.clone(), b.indices.clone()))
+        if len(head) == 2:
+            state = first.state_dict()
+            break
+    assert state["position"] == 2 and state["epoch"] == 3
+    resumed = build_loader(cfg, ds, train=True)  # a fresh process would start here
+    resumed.load_state_dict(state)
+    rest = _collect(resumed)
+    assert _same(head + rest, everything)
+    # on another world size the same state resumes this rank's slices of the same global batches
+    r1 = build_loader(cfg, ds, train=True, rank=1, world_size=2)
+    r1.load_state_dict(state)
+    assert torch.equal(next(iter(r1)).indices, everything[2][2][len(everything[2][2]) // 2 :])
+    with pytest.raises(MinwaError, match="saved loader position"):
+        build_loader(dataclasses.replace(cfg, batch_size=8), ds, train=True).load_state_dict(state)
+
+
+def test_epochs_and_reiteration(idx_ds):
+    loader = build_loader(DataConfig(batch_size=100), idx_ds, train=True)
+    e0 = _collect(loader)
+    assert _same(_collect(loader), e0)  # iterating again repeats the epoch
+    it = iter(loader)
+    next(it)
+    next(it)
+    loader.set_epoch(0)  # e.g. after estimating statistics on a few batches: back to the first batch
+    assert _same(_collect(loader), e0)
+    loader.set_epoch(1)
+    e1 = _collect(loader)
+    assert not torch.equal(e0[0][2], e1[0][2])
+    assert sorted(torch.cat([x[2] for x in e1]).tolist()) == sorted(torch.cat([x[2] for x in e0]).tolist())
+
+
+def test_random_resized_crop(photo_shards):
+    cfg = DataConfig(batch_size=8, crop=32, random_resized_crop=True, cache="auto", workers=0, seed=2)
+    loader = build_loader(cfg, photo_shards, train=True)
+    assert loader.mode == "stream" and loader.image_size == (32, 32)
+    a = _collect(loader)
+    assert a[0][0].shape == (8, 3, 32, 32)
+    assert _same(_collect(build_loader(dataclasses.replace(cfg, workers=2), photo_shards, train=True)), a)
+    loader.set_epoch(1)
+    b = _collect(loader)
+    assert not torch.equal(a[0][0], b[0][0])
+    evaluation = build_loader(dataclasses.replace(cfg, scale=40), photo_shards, train=False)
+    assert next(iter(evaluation)).images.shape == (8, 3, 40, 40)  # eval: S x S, no random box
+    with pytest.raises(MinwaError, match="random_resized_crop"):
+        build_loader(dataclasses.replace(cfg, cache="device"), photo_shards, train=True)
+
+
+def test_size_rules_and_bad_settings(photo_shards, idx_ds, tmp_path):
+    with pytest.raises(MinwaError, match="differ in size"):
+        build_loader(DataConfig(), photo_shards, train=True)
+    with pytest.raises(MinwaError, match="data.cache"):
+        build_loader(DataConfig(cache="gpu"), idx_ds, train=True)
+    with pytest.raises(MinwaError, match="rank 2"):
+        build_loader(DataConfig(), idx_ds, train=True, rank=2, world_size=2)
+    # a tiny cache budget sends auto to the streaming path, with the same batches
+    small = build_loader(DataConfig(batch_size=100, cache_gb=1e-6), idx_ds, train=True)
+    assert small.mode == "stream"
+    assert _same(_collect(small), _collect(build_loader(DataConfig(batch_size=100), idx_ds, train=True)))
+    assert num_batches(10, 4, True) == 2 and num_batches(10, 4, False) == 3
+    assert rank_batch(np.arange(10), 2, 4, 1, 2).tolist() == [9]
+
+
+def test_fashion_shards_cache_equals_idx_cache(tmp_path, idx_ds):
+    pack(idx_ds, tmp_path / "s", shard_size=300, workers=2, progress=False)
+    shards = open_dataset(tmp_path / "s", split="train")
+    a = build_loader(DataConfig(batch_size=128), shards, train=False)
+    assert a.mode == "cache"
+    for b in a:
+        src = shards.index["source"][b.indices.numpy()]
+        assert np.array_equal(b.images[:, 0].numpy(), idx_ds.pixels()[src][:, :, :, 0])
+    with pytest.raises(MinwaError, match="'train' split, not 'test'"):
+        open_dataset(tmp_path / "s", split="test")
+
+
+def test_a_broken_file_met_by_a_worker_is_one_sentence(tmp_path):
+    photo_folder(tmp_path, per_class=1)
+    (tmp_path / "coffee" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a photo")
+    ds = open_dataset(tmp_path)
+    loader = build_loader(DataConfig(batch_size=4, scale=32, cache="none", workers=2), ds, train=False)
+    with pytest.raises(MinwaError) as e:
+        _collect(loader)
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"cannot decode {tmp_path / 'coffee' / 'broken.jpg'}")
+
+
+def test_more_ranks_than_samples_in_the_last_batch(photo_shards):
+    cfg = DataConfig(batch_size=5, scale=16, cache="none", workers=1)  # 24 images: last eval batch has 4
+    parts = [_collect(build_loader(cfg, photo_shards, train=False, rank=r, world_size=5)) for r in range(5)]
+    last = [p[-1][2].tolist() for p in parts]
+    assert sorted(sum(last, [])) == [20, 21, 22, 23] and [] in last
+    assert all(p[-1][0].shape[1:] == (3, 16, 16) for p in parts)

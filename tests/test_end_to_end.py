@@ -1,0 +1,105 @@
+"""The real path on real data: pack a few hundred Fashion-MNIST images → train → eval → predict (CLI)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from minwa.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, fashion_dir):
+    """600 training images packed to shards, 4 short epochs of a narrow fashion-net, evaluated on 500."""
+    from minwa.data import open_dataset, pack
+
+    root = tmp_path_factory.mktemp("e2e")
+    # An ImageFolder of real Fashion-MNIST PNGs: the same route a user's own photos take.
+    from PIL import Image
+
+    train = open_dataset(str(fashion_dir), split="train")
+    for i in range(600):
+        d = root / "train" / train.classes[int(train.labels[i])].replace("/", "-")
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(train.image(i)[..., 0]).save(d / f"{i}.png")
+    manifest = pack(str(root / "train"), str(root / "shards"), shard_size=256, progress=False)
+    assert manifest["num_samples"] == 600 and manifest["rejected"] == []
+    code = main(["train", "--quiet", "--data", str(root / "shards"), "--val", str(fashion_dir), "--out", str(root / "run"),
+                 "--epochs", "6", "--set", "model.kwargs={\"widths\": [16, 32, 64]}", "--set", "data.batch_size=64",
+                 "--set", "optim.lr=0.1", "--set", "eval_every=3"])
+    assert code == 0
+    return root
+
+
+def test_training_learns_and_logs(tiny_run):
+    lines = [json.loads(line) for line in (tiny_run / "run" / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in lines if r["kind"] == "val"]
+    assert len(vals) == 2 and vals[-1]["val_acc"] > 0.6  # 10 classes: chance is 0.1
+    train = [r["loss"] for r in lines if r["kind"] == "train"]
+    assert train[-1] < train[0]
+    assert (tiny_run / "run" / "learning_curve.png").stat().st_size > 10_000
+    meta = json.loads((tiny_run / "run" / "final.json").read_text())
+    # ImageFolder sorts class folders by name; the checkpoint carries those names
+    assert meta["classes"][0] == "Ankle boot" and meta["num_classes"] == 10 and meta["in_chans"] == 1
+    assert abs(meta["metrics"]["val_acc"] - vals[-1]["val_acc"]) < 1e-12
+
+
+def test_eval_and_predict_agree_with_training(tiny_run, fashion_dir, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", str(tiny_run / "run"), "--data", str(fashion_dir), "--json",
+                 "--out", str(tiny_run / "eval")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    meta = json.loads((tiny_run / "run" / "final.json").read_text())
+    assert report["num_images"] == 10000
+    assert abs((1 - report["top1_error"]) - meta["metrics"]["val_acc"]) < 0.01  # same weights, same test set
+    assert report["top5_error"] < report["top1_error"]
+    assert (tiny_run / "eval" / "confusion_matrix.png").is_file()
+
+    from minwa.data import open_dataset
+    from minwa.demo import write_sample_images
+
+    paths = write_sample_images(open_dataset(str(fashion_dir), split="test"), tiny_run / "samples", 3)
+    assert main(["predict", "--ckpt", str(tiny_run / "run"), "--topk", "3", "--json", *map(str, paths)]) == 0
+    preds = json.loads(capsys.readouterr().out)
+    assert len(preds) == 3
+    for p in preds:
+        probs = [c["probability"] for c in p["top"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+        assert all(isinstance(c["class"], str) for c in p["top"])
+
+
+def test_resume_continues_exactly(tiny_run, fashion_dir, tmp_path):
+    """Two runs of 2 epochs, the second resumed mid-way, end with the weights of one straight run."""
+    from minwa import config as config_io
+    from minwa.train import get_recipe, train
+    from minwa.train.checkpoint import load_state as load_weights
+
+    base = ["data.train=" + str(tiny_run / "shards"), "data.val=", "data.batch_size=64", "optim.ema=0",
+            "model.kwargs={\"widths\": [8, 16]}", "precision=fp32", "epochs=2", "eval_every=0"]
+    straight = train(config_io.load(get_recipe("fashion"), None, base + [f"out={tmp_path / 'a'}"]))
+    half = train(config_io.load(get_recipe("fashion"), None,
+                                base + [f"out={tmp_path / 'b'}", "time_budget_s=0.000001"]))
+    assert 0 < half.epochs < 2  # stopped early, state saved
+    resumed = train(config_io.load(get_recipe("fashion"), None,
+                                   base + [f"out={tmp_path / 'b'}", f"resume={tmp_path / 'b'}"]))
+    a = load_weights(straight.checkpoint)
+    b = load_weights(resumed.checkpoint)
+    for k in a:
+        np.testing.assert_array_equal(a[k].numpy(), b[k].numpy(), err_msg=k)
+
+
+def test_bad_inputs_are_one_sentence(tmp_path, capsys, fashion_dir):
+    assert main(["train", "--quiet", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "nowhere" in err and "\n" not in err
+    bad = tmp_path / "idx"
+    bad.mkdir()
+    (bad / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
+    (bad / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01")
+    assert main(["train", "--quiet", "--data", str(bad), "--out", str(tmp_path / "r")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+    assert main(["train", "--quiet", "--model", "vgg99", "--data", str(fashion_dir), "--out", str(tmp_path / "r")]) != 0
+    assert "unknown model 'vgg99'" in capsys.readouterr().err
+    assert main(["train", "--print-config", "--set", "model.name=vgg99"]) == 0  # config alone is fine
+    capsys.readouterr()
