@@ -208,3 +208,10 @@ def test_more_ranks_than_samples_in_the_last_batch(photo_shards):
     last = [p[-1][2].tolist() for p in parts]
     assert sorted(sum(last, [])) == [20, 21, 22, 23] and [] in last
     assert all(p[-1][0].shape[1:] == (3, 16, 16) for p in parts)
+
+
+def test_batches_kept_by_the_consumer_are_never_overwritten(photo_shards):
+    cfg = DataConfig(batch_size=2, scale=24, seed=4, workers=2, prefetch=2)
+    reference = _collect(build_loader(dataclasses.replace(cfg, cache="memory"), photo_shards, train=True))
+    kept = list(build_loader(dataclasses.replace(cfg, cache="none"), photo_shards, train=True))  # holds all 12
+    assert len(kept) == 12 and _same([tuple(b) for b in kept], reference)

@@ -101,6 +101,10 @@ def test_imagefolder_and_lst_list_the_same_images(tmp_path):
         assert np.array_equal(lst.image(i), ds.image(i))
     small = ds.image(0, min_side=64)  # DCT-domain downscale keeps the shorter side >= 64
     assert min(small.shape[:2]) >= 64 and min(small.shape[:2]) < min(ds.image(0).shape[:2])
+    from minwa.data import pack
+
+    m = pack(root / "all.lst", tmp_path / "from_lst", workers=1, progress=False)
+    assert m["num_samples"] == 6 and m["classes"] == ds.classes and m["source"]["kind"] == "lst"
     (root / "bad.lst").write_text("0\tcat\tx.jpg\n")
     with pytest.raises(MinwaError, match="line 1"):
         open_dataset(root / "bad.lst")

@@ -190,9 +190,15 @@ class Trainer:
             raise MinwaError(f"global batch {cfg.data.batch_size} does not divide over {dims.world_size} ranks")
         self.loader = build_loader(cfg.data, self.train_ds, train=True, rank=dims.rank,
                                    world_size=dims.world_size, device=str(self.device))
-        self.val_loader = (build_loader(dataclasses.replace(cfg.data, drop_last=False), self.val_ds, train=False,
+        # validation images take the training geometry (the shorter side at S), whatever their own size
+        val_data = dataclasses.replace(cfg.data, drop_last=False, scale=cfg.data.scale or self.scale)
+        self.val_loader = (build_loader(val_data, self.val_ds, train=False,
                                         rank=dims.rank, world_size=dims.world_size, device=str(self.device))
                            if self.val_ds is not None else None)
+        from minwa.data.classes import label_map
+
+        remap = label_map(self.val_ds.classes, self.classes) if self.val_ds is not None else None
+        self.val_label_map = torch.as_tensor(remap, device=self.device) if remap is not None else None
         self.steps_per_epoch = len(self.loader)
         if self.steps_per_epoch == 0:
             raise MinwaError(f"the training set ({len(self.train_ds)} images) is smaller than one global batch "
@@ -335,10 +341,17 @@ class Trainer:
         correct1 = correct5 = n = 0
         loss = 0.0
         for batch in self.val_loader:
-            x = self.augmenter.eval(batch.images).to(self.dtype)
+            images = batch.images
+            if images.shape[1] != self.in_chans:  # e.g. a grey test set for a model trained on RGB
+                from minwa.evaluate.views import match_channels
+
+                images = match_channels(images.float(), self.in_chans).round().to(torch.uint8)
+            x = self.augmenter.eval(images).to(self.dtype)
             if self.cfg.model.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = batch.labels.to(self.device)
+            if self.val_label_map is not None:
+                y = self.val_label_map[y]
             with autocast_for(self.cfg.precision, self.device):
                 logits = model(x)
                 if self.cfg.eval_flip:
