@@ -52,13 +52,25 @@ def write_sample_images(dataset, folder: Path, count: int = 5) -> list[Path]:
     return paths
 
 
+def print_predictions(results: list[dict], console) -> None:
+    from rich.table import Table
+
+    for r in results:
+        table = Table(title=Path(r["image"]).name, title_justify="left")
+        table.add_column("class")
+        table.add_column("probability", justify="right")
+        for t in r["top"]:
+            table.add_row(t["class"], f"{t['probability']:.2%}")
+        console.print(table)
+
+
 def run_demo(data: str, out: str = "runs/demo", overrides: list[str] | None = None, progress: bool = True,
              console=None) -> DemoResult:
     from rich.console import Console
 
     from minwa import config as config_io
     from minwa.data import open_dataset, pack
-    from minwa.evaluate import EvalConfig, evaluate, predict
+    from minwa.evaluate import EvalConfig, evaluate, predict, print_report, write_outputs
     from minwa.train import train
     from minwa.train.recipes import get_recipe
 
@@ -87,24 +99,26 @@ def run_demo(data: str, out: str = "runs/demo", overrides: list[str] | None = No
     console.rule("[bold]3. evaluate on the 10,000 test images")
     t = time.perf_counter()
     report = evaluate(EvalConfig(data=str(data_path), ckpts=[str(result.checkpoint)], flip=True,
-                                 out=str(out_dir / "eval")), console=console)
+                                 out=str(out_dir / "eval")))
+    write_outputs(report, out_dir / "eval")
+    print_report(report, console)
     eval_seconds = time.perf_counter() - t
 
     console.rule("[bold]4. predict a few test images")
     samples = write_sample_images(test_set, out_dir / "samples")
-    predict([str(result.checkpoint)], [str(p) for p in samples], topk=5, console=console)
+    print_predictions(predict([str(result.checkpoint)], [str(p) for p in samples], topk=5, flip=True), console)
 
     seconds = time.perf_counter() - t0
     acc = report.top1_accuracy
-    summary = {"test_accuracy": acc, "top5_accuracy": report.top5_accuracy,
-               "mean_per_class_accuracy": report.mean_per_class_accuracy, "seconds": seconds,
+    summary = {"test_accuracy": acc, "top5_accuracy": 1 - report.topk_error,
+               "mean_per_class_accuracy": report.mean_class_accuracy, "seconds": seconds,
                "pack_seconds": pack_seconds, "train_seconds": result.train_seconds, "eval_seconds": eval_seconds,
                "checkpoint": str(result.checkpoint)}
     from minwa.utils.atomic import atomic_write_json
 
     atomic_write_json(out_dir / "summary.json", summary)
     console.rule("[bold]done")
-    console.print(f"test accuracy {acc:.2%} (top-5 {report.top5_accuracy:.2%}) in {seconds:.0f} s "
+    console.print(f"test accuracy {acc:.2%} (top-5 {1 - report.topk_error:.2%}) in {seconds:.0f} s "
                   f"(pack {pack_seconds:.0f} s, train {result.train_seconds:.0f} s); run folder {out_dir}")
     return DemoResult(out_dir, result.checkpoint, acc, seconds, pack_seconds, result.train_seconds, eval_seconds)
 

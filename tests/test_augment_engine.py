@@ -238,3 +238,46 @@ def test_a_transforms_draws_do_not_depend_on_the_others(photo):
     assert torch.equal(full.flip, flip_only.flip) and torch.equal(full.oy, flip_only.oy)
     assert torch.equal(full.angle, no_lens.angle) and torch.equal(full.offset, no_lens.offset)
     assert torch.equal(full.vig_strength, no_lens.vig_strength) and not torch.equal(full.radial, no_lens.radial)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_channels_last_input_gives_the_same_output(photo, backend):
+    """A channels-last batch (decoders' H x W x C memory seen through permute) is read in place and
+    augments exactly as the planar batch does, to float rounding; crops and flips stay exact."""
+    cfg = preset_config("deepimage", pca_lighting=0.1, p_rotation=0.7, p_lens=0.7)
+    x = torch.cat([photo, photo.flip(-1), photo.flip(-2)]).repeat(3, 1, 1, 1)
+    hwc = x.permute(0, 2, 3, 1).contiguous()
+    nhwc = hwc.permute(0, 3, 1, 2)
+    assert not nhwc.is_contiguous() and nhwc.data_ptr() == hwc.data_ptr()
+    aug = Augmenter(cfg, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), backend=backend)
+    idx = torch.arange(len(x)) * 5
+    planar, packed = aug(x, idx, 3, 1), aug(nhwc, idx, 3, 1)
+    assert float((planar - packed).abs().max()) < 1e-5
+    p = identity_params(2, (320, 320), 224)
+    p.oy, p.ox, p.flip = torch.tensor([3, 95]), torch.tensor([80, 0]), torch.tensor([True, False])
+    crop = Augmenter(preset_config("deepimage"), 224, backend=backend)
+    y = crop.apply(nhwc[:2], p)
+    assert torch.equal(y, crop.apply(x[:2], p))
+    assert torch.equal(_grey(y[0]).round(), x[0, :, 3:227, 80:304].flip(-1).float())
+
+
+def test_reuse_output_returns_one_tensor_and_fresh_outputs_by_default(photo):
+    x = photo.expand(4, -1, -1, -1).contiguous()
+    idx = torch.arange(4)
+    fresh = Augmenter(preset_config("deepimage"), 224)
+    a, b = fresh(x, idx, 0, 0), fresh(x, idx, 1, 0)
+    assert a.data_ptr() != b.data_ptr() and not torch.equal(a, b)
+    reuse = Augmenter(preset_config("deepimage"), 224, reuse_output=True)
+    c = reuse(x, idx, 0, 0)
+    assert torch.equal(c, a)
+    d = reuse(x, idx, 1, 0)
+    assert d.data_ptr() == c.data_ptr() and torch.equal(d, b)  # the same tensor, overwritten
+    assert reuse(x[:3], idx[:3], 1, 0).shape[0] == 3 and reuse(x, idx, 1, 0).data_ptr() == c.data_ptr()
+
+
+@pytest.mark.skipif(not cpu_kernel.available(), reason="numba not installed")
+def test_large_fresh_outputs_are_ordinary_writable_tensors():
+    t = cpu_kernel.fresh_output((3, 3, 700, 700))  # 17 MB: the huge-page path where the OS has one
+    assert t.shape == (3, 3, 700, 700) and t.dtype == torch.float32 and t.is_contiguous()
+    t.fill_(2.5)
+    assert float(t.sum()) == 2.5 * t.numel() and t.data_ptr() % 64 == 0

@@ -4,19 +4,24 @@ Why a hand-written kernel: on a 2-core CPU the PyTorch path (gather + ``grid_sam
 passes) runs the Deep Image preset at about a sixth of an OpenCV-based Albumentations pipeline
 (``minwa bench augment``: ``minwa_torch_img_s``); ``grid_sample`` alone costs about as much per image
 as the whole peer. This loop computes, for each output pixel, the same mapping as ``geometry.warp``
-(flip + rotation + radial distortion / stretch, fill at the crop's edge), reads the four uint8 source
-pixels, interpolates, adds the colour cast / PCA offset, applies the vignette, clamps and normalises,
-writing each float once. Two variants: ``_kernel_direct`` for samples whose reach lies inside the image
-(plain addressing; per output row, a vectorised pass for coordinates then a pass of loads), and
+(flip + rotation + radial distortion / stretch, fill at the crop's edge), reads the four source pixels,
+interpolates, adds the colour cast / PCA offset, applies the vignette, clamps and normalises, writing
+each float once. Two variants: ``_kernel_direct`` for samples whose reach lies inside the image (plain
+addressing, vectorised: per output row, a pass for coordinates, then a pass of gathered loads), and
 ``_kernel_mapped`` for the rest (windows leaving the image through translation, zeros fill), which reads
 through per-sample row / column fold maps. Samples with no rotation, distortion or stretch take an exact
 one-load copy path. The result equals the PyTorch path to float rounding (tested for every fill).
-On GPUs, and on CPUs without numba, the PyTorch path runs instead.
+
+Input is read in place through its byte strides: planar NCHW, or channels-last memory (N x H x W x C
+bytes seen through ``permute``, as decoders produce them), which is faster for RGB because the three
+channels of a pixel and its right neighbour share one 4-byte word. Large fresh outputs come from
+huge pages (``fresh_output``). On GPUs, and on CPUs without numba, the PyTorch path runs instead.
 """
 
 from __future__ import annotations
 
 import mmap
+import sys
 
 import numpy as np
 import torch
@@ -34,7 +39,8 @@ FILL_CODES = {"reflect": 0, "border": 1, "zeros": 2, "surround": 1}
 
 
 def available() -> bool:
-    return numba is not None
+    """numba is installed and the CPU is little-endian (the kernel unpacks bytes from 4-byte words)."""
+    return numba is not None and sys.byteorder == "little"
 
 
 def _axis_maps(start: torch.Tensor, length: int, pad: int, size: int, fill: str) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +178,7 @@ if numba is not None:
                     o[ob + cu * U(SS) + U(j)] = min(max(v, zero), full) * scale[cu] + shift[cu]
 
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
-    def _kernel_direct(src, last, sN, sC, sY, sX, packed, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off,
+    def _kernel_direct(flat, src, last, sN, sC, sY, sX, packed, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off,
                        vs, vr, rho, uxs, scale, shift, reflect, pad, out):  # pragma: no cover - compiled
         """Samples whose reach (window +- pad, + 1 pixel) lies inside the image: plain addressing.
 
@@ -256,13 +262,16 @@ if numba is not None:
                     sh0 = shift[0]
                     sh1 = shift[1]
                     sh2 = shift[2]
-                    if is_simple:
+                    if is_simple:  # a row of the crop is a contiguous run of RGB bytes: no gathers
+                        row = base + np.int64(i) * sY
+                        step = -sX if fs < zero else sX
+                        row += np.int64(S - 1) * sX if fs < zero else np.int64(0)
                         for j in range(S):
-                            w = src[addr[j]]
+                            a = row + np.int64(j) * step
                             m = ms[j]
-                            v0 = (np.float32(w & byte) + o0) * m
-                            v1 = (np.float32((w >> np.uint32(8)) & byte) + o1) * m
-                            v2 = (np.float32((w >> np.uint32(16)) & byte) + o2) * m
+                            v0 = (np.float32(flat[a]) + o0) * m
+                            v1 = (np.float32(flat[a + 1]) + o1) * m
+                            v2 = (np.float32(flat[a + 2]) + o2) * m
                             out[n, 0, i, j] = min(max(v0, zero), full) * sc0 + sh0
                             out[n, 1, i, j] = min(max(v1, zero), full) * sc1 + sh1
                             out[n, 2, i, j] = min(max(v2, zero), full) * sc2 + sh2
@@ -406,7 +415,7 @@ def run(images: torch.Tensor, p: AugmentParams, out_size: int, fill: str, margin
     if direct.any():
         if flat.size < 4:  # too small for one word: pad (only tiny test images get here)
             flat = np.concatenate([flat, np.zeros(4, np.uint8)])
-        _kernel_direct(_words(flat), flat.size - 4, sn, sc, sy, sx, packed, direct.view(np.uint8), oy.numpy(), ox.numpy(),
+        _kernel_direct(flat, _words(flat), flat.size - 4, sn, sc, sy, sx, packed, direct.view(np.uint8), oy.numpy(), ox.numpy(),
                        simple, flip, *geo, uxs, *norm, fill == "reflect", pad, o)
     if not direct.all():
         rmap, rw = _axis_maps(oy, s, pad, h, edge)

@@ -27,12 +27,21 @@ class Augmenter:
     data use AlexNet's ImageNet components and 1-channel data get no PCA lighting (a 1x1 PCA from
     ``compute_pca_lighting`` of the grey data set can be passed instead). On 1-channel data the colour
     cast is channel R's draw applied to the single channel: a random brightness shift.
+
+    ``reuse_output=True``: every call without ``out=`` returns the same tensor (one per shape and device),
+    overwritten by the next call. Safe only for a consumer that is done with a batch before asking for
+    the next (a training step that copies it to a device or runs the model on it first); it saves
+    allocating the output each batch. Off by default: each call then returns a new tensor.
+    Input may be NCHW or channels-last memory (``images.permute(0, 3, 1, 2)`` of N x H x W x C
+    data, as image decoders produce it); the CPU kernel reads channels-last RGB fastest.
     """
 
     def __init__(self, cfg: AugmentConfig, out_size: int, mean: float | Sequence[float] = 0.0,
                  std: float | Sequence[float] = 1.0, pca: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 backend: str = "auto"):
+                 backend: str = "auto", reuse_output: bool = False):
         self.cfg = apply_preset(cfg)
+        self.reuse_output = bool(reuse_output)
+        self._outputs: dict = {}
         if backend not in ("auto", "torch", "numba"):
             raise MinwaError(f"augment backend must be auto, torch or numba, got '{backend}'")
         if backend == "numba" and not cpu_kernel.available():
@@ -88,7 +97,20 @@ class Augmenter:
         self._check(images)
         if len(indices) != images.shape[0]:
             raise MinwaError(f"augment got {len(indices)} indices for {images.shape[0]} images")
+        if out is None and self.reuse_output:
+            key = (tuple(images.shape[:2]), str(images.device))
+            if key not in self._outputs:
+                if len(self._outputs) >= 2:  # e.g. the full batches and an epoch's short last one
+                    self._outputs.pop(next(iter(self._outputs)))
+                self._outputs[key] = self._fresh(images.shape[0], images.shape[1], images.device)
+            out = self._outputs[key]
         return self.apply(images, self.params(images, indices, epoch, seed), out=out)
+
+    def _fresh(self, n: int, ch: int, device) -> torch.Tensor:
+        shape = (n, ch, self.out, self.out)
+        if torch.device(device).type == "cpu" and cpu_kernel.available():
+            return cpu_kernel.fresh_output(shape)
+        return torch.empty(shape, dtype=torch.float32, device=device)
 
     def uses_kernel(self, images: torch.Tensor) -> bool:
         """Whether a batch like ``images`` goes through the fused CPU kernel (numba) or PyTorch ops.

@@ -9,8 +9,12 @@ default 512) into normalised float C x C crops (default 224) with the Deep Image
   processes (OpenCV single-threaded in each): RandomCrop, HorizontalFlip, Rotate(+-10, p=0.5),
   OpticalDistortion(0.25, p=0.5), RGBShift(+-20), a vignette written as an Albumentations transform
   (p=0.5), Normalize.
-- ``minwa_reuse_img_s``: the same, writing into two output tensors used in turn (``out=``), as a
-  double-buffering trainer does: on a CPU a fresh 77 MB tensor per batch costs page faults.
+  The batch is handed as ``--layout``: ``nhwc`` (default) is the photographs' own H x W x C memory seen
+  as N x C x H x W through ``permute`` (no copy: the very bytes the peer reads, and what a JPEG decoder
+  produces); ``nchw`` is a contiguous planar copy. Every call returns a fresh output tensor.
+- ``minwa_nchw_img_s`` (with ``--layout nhwc``): the same on the planar copy.
+- ``minwa_reuse_img_s``: ``Augmenter(..., reuse_output=True)``: one output tensor overwritten by every
+  batch, as a trainer that consumes each batch before the next may use it.
 - ``minwa_torch_img_s`` (CPU, with numba installed): the same engine forced onto its PyTorch path.
 
 Rounds interleave the contestants so that a shared machine's drift hits them alike; each figure is the
@@ -46,7 +50,9 @@ def add_arguments(p):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cores", type=int, default=0, help="threads for minwa = worker processes for the peer (default: all)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "numba"], help="minwa's CPU path")
-    p.add_argument("--skip", default="", help="comma-separated contestants to leave out: albumentations,torch")
+    p.add_argument("--layout", default="nhwc", choices=["nhwc", "nchw"],
+                   help="input memory: nhwc = the photos' own H x W x C bytes (no copy), nchw = planar copy")
+    p.add_argument("--skip", default="", help="comma-separated contestants to leave out: albumentations,torch,nchw")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -137,14 +143,14 @@ def _spans(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 # ------------------------------------------------------------------------------------------ the runner
-def _time_minwa(aug, batch, idx, images: int, device: torch.device, epoch0: int, buffers=None) -> float:
-    """Images/s of ``aug`` over ``images`` images; ``buffers``: output tensors to cycle through (out=)."""
+def _time_minwa(aug, batch, idx, images: int, device: torch.device, epoch0: int) -> float:
+    """Images/s of ``aug`` over ``images`` images."""
     steps = max(1, images // len(batch))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     for e in range(steps):
-        out = aug(batch, idx, epoch0 + e, 0, out=buffers[e % len(buffers)] if buffers else None)
+        out = aug(batch, idx, epoch0 + e, 0)
     sync()
     dt = time.perf_counter() - t0
     del out
@@ -166,17 +172,24 @@ def run(args) -> int:
 
     pics = photos(args.scale)
     reps = -(-args.batch_size // len(pics))
-    batch = torch.from_numpy(np.ascontiguousarray(np.tile(pics, (reps, 1, 1, 1))[: args.batch_size]))
-    batch = batch.permute(0, 3, 1, 2).contiguous().to(device)
+    hwc = torch.from_numpy(np.ascontiguousarray(np.tile(pics, (reps, 1, 1, 1))[: args.batch_size])).to(device)
+    planar = hwc.permute(0, 3, 1, 2).contiguous()
+    batch = hwc.permute(0, 3, 1, 2) if args.layout == "nhwc" else planar
     idx = torch.arange(args.batch_size, device=device)
     cfg = AugmentConfig(preset=args.preset)
 
     contestants = {"minwa": Augmenter(cfg, args.crop, MEAN, STD, backend=args.backend)}
+    inputs = {"minwa": batch}
+    if args.layout == "nhwc" and "nchw" not in skip:
+        contestants["minwa_nchw"], inputs["minwa_nchw"] = contestants["minwa"], planar
+    contestants["minwa_reuse"] = Augmenter(cfg, args.crop, MEAN, STD, backend=args.backend, reuse_output=True)
+    inputs["minwa_reuse"] = batch
     if device.type == "cpu" and cpu_kernel.available() and args.backend != "torch" and "torch" not in skip:
         contestants["minwa_torch"] = Augmenter(cfg, args.crop, MEAN, STD, backend="torch")
+        inputs["minwa_torch"] = planar
     t0 = time.perf_counter()
-    for aug in contestants.values():
-        aug(batch, idx, 0, 0)  # compile / warm up
+    for name, aug in contestants.items():
+        aug(inputs[name], idx, 0, 0)  # compile / warm up
     warmup_s = time.perf_counter() - t0
 
     pool = None
@@ -189,17 +202,14 @@ def run(args) -> int:
         pool = mp.get_context("fork").Pool(cores, initializer=_peer_init, initargs=(pics, args.crop))
         pool.map(_peer_work, [(0, 4)] * cores)  # warm up every worker
 
-    # a trainer's steady state: two output buffers reused in turn (no fresh large tensor per batch)
-    buffers = [torch.empty(args.batch_size, 3, args.crop, args.crop, device=device) for _ in range(2)]
-    contestants["minwa_reuse"] = contestants["minwa"]
     rates: dict[str, list[float]] = {name: [] for name in contestants}
     if pool is not None:
         rates["albumentations"] = []
     try:
         for r in range(args.rounds):
             for name, aug in contestants.items():
-                rates[name].append(_time_minwa(aug, batch, idx, images if name != "minwa_torch" else images // 4,
-                                               device, 1 + r * 1000, buffers if name == "minwa_reuse" else None))
+                rates[name].append(_time_minwa(aug, inputs[name], idx, images if name != "minwa_torch" else images // 4,
+                                               device, 1 + r * 1000))
             if pool is not None:
                 n = images if device.type == "cpu" else min(images, 4096)
                 t0 = time.perf_counter()
@@ -213,7 +223,8 @@ def run(args) -> int:
     report = {
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         "cores": cores, "preset": args.preset, "scale": args.scale, "crop": args.crop,
-        "batch_size": args.batch_size, "images_per_round": images, "rounds": args.rounds,
+        "batch_size": args.batch_size, "layout": args.layout, "images_per_round": images, "rounds": args.rounds,
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "minwa_backend": "numba" if contestants["minwa"].uses_kernel(batch) else "torch",
         "minwa_warmup_s": round(warmup_s, 2),
         "torch": torch.__version__, "platform": platform.platform(),
@@ -222,7 +233,9 @@ def run(args) -> int:
         report[f"{name}_img_s"] = round(statistics.median(vals), 1)
     if pool is not None:
         report["albumentations"] = albumentations.__version__
-        for key, name in (("ratio", "minwa"), ("ratio_reuse", "minwa_reuse")):
+        for key, name in (("ratio", "minwa"), ("ratio_nchw", "minwa_nchw"), ("ratio_reuse", "minwa_reuse")):
+            if name not in rates:
+                continue
             report[key] = round(statistics.median(m / a for m, a in zip(rates[name], rates["albumentations"])), 2)
     if args.json:
         print(json.dumps(report))
@@ -237,6 +250,6 @@ def run(args) -> int:
             table.add_row(name, f"{report[f'{name}_img_s']:,.0f}")
         Console().print(table)
         if "ratio" in report:
-            print(f"minwa / albumentations = {report['ratio']:.2f}x, with reused output "
+            print(f"minwa / albumentations = {report['ratio']:.2f}x ({args.layout} input), with reused output "
                   f"{report['ratio_reuse']:.2f}x (medians of per-round ratios)")
     return 0

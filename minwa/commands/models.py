@@ -17,6 +17,6 @@ def run(args) -> int:
     table.add_column("model")
     table.add_column("parameters", justify="right")
     for name in list_models():
-        table.add_row(name, f"{count_parameters(name, args.classes) / 1e6:.1f}M")
+        table.add_row(name, f"{count_parameters(name, args.classes) / 1e6:.2f}M")
     Console().print(table)
     return 0

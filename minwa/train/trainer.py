@@ -106,7 +106,21 @@ def estimate_mean_std(loader, max_batches: int = 8) -> tuple[list[float], list[f
 
 # ---------------------------------------------------------------- model
 
-def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, device, dtype):
+def model_kwargs(cfg: TrainConfig, crop: int) -> dict:
+    """The config's constructor kwargs, plus ``img_size`` = crop for FC-headed models that size their head by it."""
+    import inspect
+
+    from minwa.models.registry import _MODELS, _import_all
+
+    _import_all()
+    kwargs = dict(cfg.model.kwargs)
+    fn = _MODELS.get(cfg.model.name)
+    if fn is not None and "img_size" in inspect.signature(fn).parameters and "img_size" not in kwargs:
+        kwargs["img_size"] = crop
+    return kwargs
+
+
+def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, device, dtype, crop: int = 0):
     """Create from the registry, or from ``cfg.init`` (fine-tuning) with a new head when classes differ."""
     from minwa.models import create_model
 
@@ -121,7 +135,8 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, device, dtype
             reset_head(model, num_classes)
         model.train()
     else:
-        model = create_model(cfg.model.name, num_classes=num_classes, in_chans=in_chans, **cfg.model.kwargs)
+        model = create_model(cfg.model.name, num_classes=num_classes, in_chans=in_chans,
+                             **model_kwargs(cfg, crop))
     model = model.to(device=device, dtype=dtype)
     if cfg.model.channels_last and device.type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)
@@ -208,7 +223,8 @@ class Trainer:
 
     def _setup_model(self):
         cfg = self.cfg
-        self.model, trainable, init_meta = build_model(cfg, len(self.classes), self.in_chans, self.device, self.dtype)
+        self.model, trainable, init_meta = build_model(cfg, len(self.classes), self.in_chans, self.device, self.dtype,
+                                                      self.crop)
         if init_meta and init_meta.get("mean"):
             self.mean, self.std = init_meta["mean"], init_meta["std"]
         else:
@@ -406,7 +422,7 @@ class Trainer:
             base = read_meta(cfg.init)
             name, kwargs = base["model"], base.get("model_kwargs", {})
         else:
-            name, kwargs = cfg.model.name, cfg.model.kwargs
+            name, kwargs = cfg.model.name, model_kwargs(self.cfg, self.crop)
         return {"model": name, "model_kwargs": kwargs, "num_classes": len(self.classes), "in_chans": self.in_chans,
                 "classes": self.classes, "scale": self.scale, "crop": self.crop, "mean": self.mean, "std": self.std,
                 "metrics": {"val_acc": val_acc, "epochs": self.step / self.steps_per_epoch, "steps": self.step},
