@@ -53,15 +53,17 @@ def write_sample_images(dataset, folder: Path, count: int = 5) -> list[Path]:
 
 
 def print_predictions(results: list[dict], console) -> None:
+    """One row per image: its file name, then the top-k classes with their probabilities."""
     from rich.table import Table
 
+    k = max(len(r["top"]) for r in results)
+    table = Table(title="predictions (top-%d)" % k)
+    table.add_column("image")
+    for j in range(k):
+        table.add_column(f"#{j + 1}", justify="left")
     for r in results:
-        table = Table(title=Path(r["image"]).name, title_justify="left")
-        table.add_column("class")
-        table.add_column("probability", justify="right")
-        for t in r["top"]:
-            table.add_row(t["class"], f"{t['probability']:.2%}")
-        console.print(table)
+        table.add_row(Path(r["image"]).name, *[f"{t['class']} {t['probability']:.1%}" for t in r["top"]])
+    console.print(table)
 
 
 def run_demo(data: str, out: str = "runs/demo", overrides: list[str] | None = None, progress: bool = True,

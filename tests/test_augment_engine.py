@@ -252,7 +252,7 @@ def test_channels_last_input_gives_the_same_output(photo, backend):
     aug = Augmenter(cfg, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), backend=backend)
     idx = torch.arange(len(x)) * 5
     planar, packed = aug(x, idx, 3, 1), aug(nhwc, idx, 3, 1)
-    assert float((planar - packed).abs().max()) < 1e-5
+    assert float((planar - packed).abs().max()) < 5e-4  # normalised units: < 0.03 grey levels
     p = identity_params(2, (320, 320), 224)
     p.oy, p.ox, p.flip = torch.tensor([3, 95]), torch.tensor([80, 0]), torch.tensor([True, False])
     crop = Augmenter(preset_config("deepimage"), 224, backend=backend)

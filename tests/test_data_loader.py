@@ -215,3 +215,43 @@ def test_batches_kept_by_the_consumer_are_never_overwritten(photo_shards):
     reference = _collect(build_loader(dataclasses.replace(cfg, cache="memory"), photo_shards, train=True))
     kept = list(build_loader(dataclasses.replace(cfg, cache="none"), photo_shards, train=True))  # holds all 12
     assert len(kept) == 12 and _same([tuple(b) for b in kept], reference)
+
+
+def test_torch_resize_matches_pillow_and_pillow_is_the_fallback(monkeypatch):
+    from skimage import data as photos
+
+    for img in (photos.chelsea(), photos.astronaut()[40:420, :300], photos.coffee()):
+        for box, (oh, ow) in ((dec.square_box(*img.shape[:2]), (224, 224)), ((13, 7, 250, 201), (96, 120))):
+            ref = dec.resize_pil(img, box, oh, ow).astype(int)
+            row = torch.full((2, 3, oh, ow), 7, dtype=torch.uint8)
+            target = row[1]
+            assert dec.resize_chw(img, box, oh, ow, target) is target  # written in place, its neighbour kept
+            assert (row[0] == 7).all()
+            for got in (row[1], dec.resize_chw(img, box, oh, ow)):
+                diff = np.abs(got.permute(1, 2, 0).numpy().astype(int) - ref)
+                assert diff.mean() < 0.5  # rounding of the intermediate pass; at the box's edges Pillow
+                assert diff[2:-2, 2:-2].max() <= 2  # also reads the pixels just outside it, torch clamps
+    img = photos.chelsea()
+
+    def no_uint8_kernel(*a, **k):
+        raise RuntimeError('"upsample_bilinear2d_aa" not implemented for \'Byte\'')
+
+    monkeypatch.setattr(dec, "_resize_aa_out", no_uint8_kernel)
+    monkeypatch.setattr(torch.nn.functional, "interpolate", no_uint8_kernel)
+    out = torch.empty((3, 224, 224), dtype=torch.uint8)
+    dec.resize_chw(img, dec.square_box(*img.shape[:2]), 224, 224, out)
+    assert np.array_equal(out.permute(1, 2, 0).numpy(), dec.resize_pil(img, dec.square_box(*img.shape[:2]), 224, 224))
+
+
+def test_reused_batch_memory_never_overwrites_a_batch_kept_from_an_earlier_epoch(photo_shards):
+    cfg = DataConfig(batch_size=2, scale=24, seed=4, workers=2, prefetch=2, cache="none")
+    reference = _collect(build_loader(dataclasses.replace(cfg, cache="memory"), photo_shards, train=True))
+    loader = build_loader(cfg, photo_shards, train=True)
+    it = iter(loader)
+    kept = next(it)  # handed over without a copy: its slot must not go back to the pool
+    for _ in it:
+        pass
+    for epoch in (1, 2):
+        loader.set_epoch(epoch)
+        assert len(_collect(loader)) == 12
+    assert _same([tuple(kept)], reference[:1])

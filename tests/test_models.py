@@ -147,7 +147,7 @@ def test_models_command_lists_counts(capsys):
     cmd.add_arguments(p)
     assert cmd.run(p.parse_args([])) == 0
     out = capsys.readouterr().out
-    assert "deepimage16" in out and "212.8M" in out and "resnet50" in out and "25.6M" in out
+    assert "deepimage16" in out and "212.76M" in out and "resnet50" in out and "25.56M" in out
 
 
 @pytest.mark.parametrize("name", ["deepimage-tiny", "alexnet-tiny", "inception-bn-tiny", "resnet-tiny", "fashion-net"])

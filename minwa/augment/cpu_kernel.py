@@ -178,20 +178,20 @@ if numba is not None:
                     o[ob + cu * U(SS) + U(j)] = min(max(v, zero), full) * scale[cu] + shift[cu]
 
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
-    def _kernel_direct(flat, src, last, sN, sC, sY, sX, packed, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off,
+    def _kernel_packed(flat, src, sN, sY, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off,
                        vs, vr, rho, uxs, scale, shift, reflect, pad, out):  # pragma: no cover - compiled
-        """Samples whose reach (window +- pad, + 1 pixel) lies inside the image: plain addressing.
+        """Channels-last RGB samples whose reach (window +- pad, + 1 pixel) lies inside the image.
 
-        ``src`` is the uint8 batch seen as unaligned little-endian uint32 words at every byte offset
-        (``last`` = the last valid word), so one load fetches several neighbouring bytes. Two passes per
-        output row, both vectorised by the compiler: the coordinates, weights and vignette of the whole
-        row, then the loads (hardware gathers) and the interpolation. ``packed`` (channels-last RGB):
-        one word holds R, G, B of a pixel and R of its right neighbour, so a bilinear sample is four
-        loads; otherwise (planes, ``sX`` = 1) one word holds a pixel and its right neighbour.
+        ``src`` is the uint8 batch ``flat`` seen as unaligned little-endian uint32 words at every byte
+        offset: one word holds R, G, B of a pixel and R of its right neighbour, so a bilinear sample is
+        four loads instead of twelve. Two passes per output row, both vectorised by the compiler (the
+        flags are uint8, so numba marks the arrays non-aliasing): the coordinates, weights and vignette
+        of the whole row, then the loads (hardware gathers) and the interpolation. Crop-only samples
+        read their rows as contiguous RGB runs.
         """
         N = out.shape[0]
-        C = out.shape[1]
         S = out.shape[2]
+        sX = 3
         one = np.float32(1.0)
         zero = np.float32(0.0)
         half = np.float32(0.5)
@@ -252,91 +252,162 @@ if numba is not None:
                         addr[j] = base + np.int64(y0) * sY + np.int64(x0) * sX
                         t = min(max((rho[i, j] - r0) * inv, zero), one)
                         ms[j] = one - st * t * t * (three - two * t)
-                if packed:  # pass 2, channels-last RGB
-                    o0 = off[n, 0]
-                    o1 = off[n, 1]
-                    o2 = off[n, 2]
-                    sc0 = scale[0]
-                    sc1 = scale[1]
-                    sc2 = scale[2]
-                    sh0 = shift[0]
-                    sh1 = shift[1]
-                    sh2 = shift[2]
-                    if is_simple:  # a row of the crop is a contiguous run of RGB bytes: no gathers
-                        row = base + np.int64(i) * sY
-                        step = -sX if fs < zero else sX
-                        row += np.int64(S - 1) * sX if fs < zero else np.int64(0)
+                o0 = off[n, 0]
+                o1 = off[n, 1]
+                o2 = off[n, 2]
+                sc0 = scale[0]
+                sc1 = scale[1]
+                sc2 = scale[2]
+                sh0 = shift[0]
+                sh1 = shift[1]
+                sh2 = shift[2]
+                if is_simple:  # a row of the crop is a contiguous run of RGB bytes: no gathers
+                    row = base + np.int64(i) * sY
+                    step = -sX if fs < zero else sX
+                    row += np.int64(S - 1) * sX if fs < zero else np.int64(0)
+                    for j in range(S):
+                        a = row + np.int64(j) * step
+                        m = ms[j]
+                        v0 = (np.float32(flat[a]) + o0) * m
+                        v1 = (np.float32(flat[a + 1]) + o1) * m
+                        v2 = (np.float32(flat[a + 2]) + o2) * m
+                        out[n, 0, i, j] = min(max(v0, zero), full) * sc0 + sh0
+                        out[n, 1, i, j] = min(max(v1, zero), full) * sc1 + sh1
+                        out[n, 2, i, j] = min(max(v2, zero), full) * sc2 + sh2
+                else:
+                    for j in range(S):
+                        a = addr[j]
+                        b = a + sY
+                        w0 = src[a]  # R G B | R
+                        w1 = src[a + 2]  # B R | G B
+                        w2 = src[b]
+                        w3 = src[b + 2]
+                        wx = wxs[j]
+                        wy = wys[j]
+                        m = ms[j]
+                        p00 = np.float32(w0 & byte)
+                        p01 = np.float32((w0 >> np.uint32(24)) & byte)
+                        p10 = np.float32(w2 & byte)
+                        p11 = np.float32((w2 >> np.uint32(24)) & byte)
+                        up = p00 + (p01 - p00) * wx
+                        v0 = (up + (p10 + (p11 - p10) * wx - up) * wy + o0) * m
+                        p00 = np.float32((w0 >> np.uint32(8)) & byte)
+                        p01 = np.float32((w1 >> np.uint32(16)) & byte)
+                        p10 = np.float32((w2 >> np.uint32(8)) & byte)
+                        p11 = np.float32((w3 >> np.uint32(16)) & byte)
+                        up = p00 + (p01 - p00) * wx
+                        v1 = (up + (p10 + (p11 - p10) * wx - up) * wy + o1) * m
+                        p00 = np.float32((w0 >> np.uint32(16)) & byte)
+                        p01 = np.float32((w1 >> np.uint32(24)) & byte)
+                        p10 = np.float32((w2 >> np.uint32(16)) & byte)
+                        p11 = np.float32((w3 >> np.uint32(24)) & byte)
+                        up = p00 + (p01 - p00) * wx
+                        v2 = (up + (p10 + (p11 - p10) * wx - up) * wy + o2) * m
+                        out[n, 0, i, j] = min(max(v0, zero), full) * sc0 + sh0
+                        out[n, 1, i, j] = min(max(v1, zero), full) * sc1 + sh1
+                        out[n, 2, i, j] = min(max(v2, zero), full) * sc2 + sh2
+    @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
+    def _kernel_planar(flat, C, HW, W, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off, vs, vr, rho,
+                       scale, shift, reflect, pad, out):  # pragma: no cover - compiled
+        """Planar (NCHW) samples whose reach (window +- pad, + 1 pixel) lies inside the image.
+
+        Scalar byte loads: measured faster here than hardware gathers of words on planes (six per
+        pixel). Its flag arrays are bool on purpose: they keep numba from declaring the arrays
+        non-aliasing, which would let the compiler turn these loads into gathers.
+
+        Two passes per output row: the coordinates, weights and vignette of the whole row (a loop the
+        compiler vectorises), then the uint8 loads and the interpolation.
+        """
+        U = np.uintp
+        N = out.shape[0]
+        S = out.shape[2]
+        SS = S * S
+        one = np.float32(1.0)
+        zero = np.float32(0.0)
+        half = np.float32(0.5)
+        full = np.float32(255.0)
+        two = np.float32(2.0)
+        three = np.float32(3.0)
+        s_f = np.float32(S)
+        ctr = s_f * half - half
+        span = np.float32(2 * S)
+        inv_span = one / span
+        lo_c = np.float32(-pad)
+        hi_c = np.float32(S - 1 + pad)
+        o = out.reshape(-1)
+        uxs = (np.arange(S).astype(np.float32) * two + one) / s_f - one
+        for n in prange(N):
+            if not todo[n]:
+                continue
+            wxs = np.empty(S, np.float32)
+            wys = np.empty(S, np.float32)
+            ms = np.empty(S, np.float32)
+            addr = np.empty(S, np.int64)
+            c_a = ca[n]
+            s_a = sa[n]
+            kk = k[n]
+            fx = isx[n] * s_f * half
+            fy = isy[n] * s_f * half
+            fs = -one if flip[n] else one
+            r0 = vr[n]
+            st = vs[n]
+            inv = one / max(one - r0, np.float32(1e-3))
+            base = np.int64(n) * C * HW + np.int64(oy[n]) * W + np.int64(ox[n])
+            offn = off[n]
+            is_simple = simple[n]
+            for i in range(S):
+                uy = uxs[i]
+                rho_i = rho[i]
+                if is_simple:
+                    for j in range(S):
+                        addr[j] = np.int64(i) * W + (S - 1 - j if fs < zero else j)
+                        t = min(max((rho_i[j] - r0) * inv, zero), one)
+                        ms[j] = one - st * t * t * (three - two * t)
+                else:
+                    for j in range(S):  # pass 1: vectorised
+                        ux = uxs[j] * fs
+                        f = one + kk * (ux * ux + uy * uy)
+                        px = (c_a * ux - s_a * uy) * f * fx + ctr
+                        py = (s_a * ux + c_a * uy) * f * fy + ctr
+                        if reflect:  # about the window's edges (-0.5, S-0.5), any number of times
+                            tx = (px + half) * inv_span
+                            tx = (tx - np.floor(tx)) * span
+                            px = (span - tx if tx > s_f else tx) - half
+                            ty = (py + half) * inv_span
+                            ty = (ty - np.floor(ty)) * span
+                            py = (span - ty if ty > s_f else ty) - half
+                        px = min(max(px, lo_c), hi_c)
+                        py = min(max(py, lo_c), hi_c)
+                        x0 = np.floor(px)
+                        y0 = np.floor(py)
+                        wxs[j] = px - x0
+                        wys[j] = py - y0
+                        addr[j] = np.int64(y0) * W + np.int64(x0)
+                        t = min(max((rho_i[j] - r0) * inv, zero), one)
+                        ms[j] = one - st * t * t * (three - two * t)
+                ob = U(n) * U(C) * U(SS) + U(i * S)
+                for c in range(C):  # pass 2: loads and interpolation
+                    cb = base + np.int64(c) * HW
+                    oc = offn[c]
+                    sc = scale[c]
+                    sh = shift[c]
+                    oo = ob + U(c) * U(SS)
+                    if is_simple:
                         for j in range(S):
-                            a = row + np.int64(j) * step
-                            m = ms[j]
-                            v0 = (np.float32(flat[a]) + o0) * m
-                            v1 = (np.float32(flat[a + 1]) + o1) * m
-                            v2 = (np.float32(flat[a + 2]) + o2) * m
-                            out[n, 0, i, j] = min(max(v0, zero), full) * sc0 + sh0
-                            out[n, 1, i, j] = min(max(v1, zero), full) * sc1 + sh1
-                            out[n, 2, i, j] = min(max(v2, zero), full) * sc2 + sh2
+                            v = (np.float32(flat[U(cb + addr[j])]) + oc) * ms[j]
+                            o[oo + U(j)] = min(max(v, zero), full) * sc + sh
                     else:
                         for j in range(S):
-                            a = addr[j]
-                            b = a + sY
-                            w0 = src[a]  # R G B | R
-                            w1 = src[a + 2]  # B R | G B
-                            w2 = src[b]
-                            w3 = src[b + 2]
+                            a = U(cb + addr[j])
                             wx = wxs[j]
-                            wy = wys[j]
-                            m = ms[j]
-                            p00 = np.float32(w0 & byte)
-                            p01 = np.float32((w0 >> np.uint32(24)) & byte)
-                            p10 = np.float32(w2 & byte)
-                            p11 = np.float32((w2 >> np.uint32(24)) & byte)
-                            up = p00 + (p01 - p00) * wx
-                            v0 = (up + (p10 + (p11 - p10) * wx - up) * wy + o0) * m
-                            p00 = np.float32((w0 >> np.uint32(8)) & byte)
-                            p01 = np.float32((w1 >> np.uint32(16)) & byte)
-                            p10 = np.float32((w2 >> np.uint32(8)) & byte)
-                            p11 = np.float32((w3 >> np.uint32(16)) & byte)
-                            up = p00 + (p01 - p00) * wx
-                            v1 = (up + (p10 + (p11 - p10) * wx - up) * wy + o1) * m
-                            p00 = np.float32((w0 >> np.uint32(16)) & byte)
-                            p01 = np.float32((w1 >> np.uint32(24)) & byte)
-                            p10 = np.float32((w2 >> np.uint32(16)) & byte)
-                            p11 = np.float32((w3 >> np.uint32(24)) & byte)
-                            up = p00 + (p01 - p00) * wx
-                            v2 = (up + (p10 + (p11 - p10) * wx - up) * wy + o2) * m
-                            out[n, 0, i, j] = min(max(v0, zero), full) * sc0 + sh0
-                            out[n, 1, i, j] = min(max(v1, zero), full) * sc1 + sh1
-                            out[n, 2, i, j] = min(max(v2, zero), full) * sc2 + sh2
-                else:  # pass 2, planes: a word at the pixel holds it and its right neighbour
-                    for c in range(C):
-                        cs = np.int64(c) * sC
-                        oc = off[n, c]
-                        sc = scale[c]
-                        sh = shift[c]
-                        if is_simple:
-                            for j in range(S):
-                                q = addr[j] + cs
-                                q0 = min(q, last)  # the batch's last bytes: read the word ending there
-                                w = src[q0] >> np.uint32((q - q0) * 8)
-                                v = (np.float32(w & byte) + oc) * ms[j]
-                                out[n, c, i, j] = min(max(v, zero), full) * sc + sh
-                        else:
-                            for j in range(S):
-                                q = addr[j] + cs
-                                b = q + sY
-                                q0 = min(q, last)
-                                b0 = min(b, last)
-                                wt = src[q0] >> np.uint32((q - q0) * 8)
-                                wb = src[b0] >> np.uint32((b - b0) * 8)
-                                wx = wxs[j]
-                                p00 = np.float32(wt & byte)
-                                p01 = np.float32((wt >> np.uint32(8)) & byte)
-                                p10 = np.float32(wb & byte)
-                                p11 = np.float32((wb >> np.uint32(8)) & byte)
-                                up = p00 + (p01 - p00) * wx
-                                v = (up + (p10 + (p11 - p10) * wx - up) * wys[j] + oc) * ms[j]
-                                out[n, c, i, j] = min(max(v, zero), full) * sc + sh
-
+                            p00 = np.float32(flat[a])
+                            p01 = np.float32(flat[a + U(1)])
+                            p10 = np.float32(flat[a + U(W)])
+                            p11 = np.float32(flat[a + U(W + 1)])
+                            upper = p00 + (p01 - p00) * wx
+                            lower = p10 + (p11 - p10) * wx
+                            v = (upper + (lower - upper) * wys[j] + oc) * ms[j]
+                            o[oo + U(j)] = min(max(v, zero), full) * sc + sh
 
 def _words(flat: np.ndarray) -> np.ndarray:
     """``flat`` (uint8) as a uint32 word starting at every byte offset: a view, no copy."""
@@ -350,7 +421,8 @@ def _layout(images: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, tuple[int, 
     ``permute(0, 3, 1, 2)`` costs nothing); any other layout is made contiguous first.
     """
     n, c, h, w = images.shape
-    if c == 3 and not images.is_contiguous() and images.is_contiguous(memory_format=torch.channels_last):
+    if (c == 3 and images.numel() >= 4 and not images.is_contiguous()
+            and images.is_contiguous(memory_format=torch.channels_last)):
         flat = images.permute(0, 2, 3, 1).reshape(-1)
         return images, flat.numpy(), (h * w * c, 1, w * c, c), True
     images = images.contiguous()
@@ -391,9 +463,7 @@ def run(images: torch.Tensor, p: AugmentParams, out_size: int, fill: str, margin
     pad = margin if fill == "surround" else 0
     edge = "border" if fill == "surround" else fill
     oy, ox = p.oy.cpu(), p.ox.cpu()
-    # flags as uint8, not bool: numba's alias analysis counts a bool read from an array as a possible view,
-    # which would cost the kernel its no-alias guarantee and with it the vectorised loads
-    simple = ((p.angle == 0) & (p.radial == 0) & (p.stretch_x == 1) & (p.stretch_y == 1)).cpu().numpy().view(np.uint8)
+    simple = ((p.angle == 0) & (p.radial == 0) & (p.stretch_x == 1) & (p.stretch_y == 1)).cpu().numpy()
     # plain addressing where every pixel the sample can read (window +- pad, +1 for interpolation) is inside
     direct = (oy - pad >= 0) & (oy + s + pad < h) & (ox - pad >= 0) & (ox + s + pad < w)
     direct = (direct & torch.tensor(fill != "zeros")).numpy()
@@ -407,20 +477,22 @@ def run(images: torch.Tensor, p: AugmentParams, out_size: int, fill: str, margin
     threads = torch.get_num_threads() if n * c * s * s >= SMALL_BATCH else 1
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     images, flat, (sn, sc, sy, sx), packed = _layout(images)
-    flip = p.flip.cpu().numpy().view(np.uint8)
+    flip = p.flip.cpu().numpy()
     geo = (f32(torch.cos(p.angle)), f32(torch.sin(p.angle)), f32(p.radial), f32(1.0 / p.stretch_x),
            f32(1.0 / p.stretch_y), off, f32(p.vig_strength), f32(p.vig_radius), rho)
     norm = (f32(scale.reshape(-1)), f32(shift.reshape(-1)))
     o = out.numpy()
     if direct.any():
-        if flat.size < 4:  # too small for one word: pad (only tiny test images get here)
-            flat = np.concatenate([flat, np.zeros(4, np.uint8)])
-        _kernel_direct(flat, _words(flat), flat.size - 4, sn, sc, sy, sx, packed, direct.view(np.uint8), oy.numpy(), ox.numpy(),
-                       simple, flip, *geo, uxs, *norm, fill == "reflect", pad, o)
+        if packed:
+            _kernel_packed(flat, _words(flat), sn, sy, direct.view(np.uint8), oy.numpy(), ox.numpy(),
+                           simple.view(np.uint8), flip.view(np.uint8), *geo, uxs, *norm, fill == "reflect", pad, o)
+        else:
+            _kernel_planar(flat, c, h * w, w, direct, oy.numpy(), ox.numpy(), simple, flip, *geo, *norm,
+                           fill == "reflect", pad, o)
     if not direct.all():
         rmap, rw = _axis_maps(oy, s, pad, h, edge)
         cmap, cw = _axis_maps(ox, s, pad, w, edge)
-        _kernel_mapped(flat, c, sn, sc, sy, sx, (~direct).view(np.uint8), rmap, rw, cmap, cw, simple, flip, *geo, *norm,
+        _kernel_mapped(flat, c, sn, sc, sy, sx, ~direct, rmap, rw, cmap, cw, simple, flip, *geo, *norm,
                        FILL_CODES[fill], pad, o)
     return out
 

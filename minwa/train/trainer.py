@@ -196,8 +196,10 @@ class Trainer:
         from minwa.data import build_loader
 
         cfg, dims = self.cfg, self.dims
-        self.train_ds = open_split(cfg.data.train, "train")
-        self.val_ds = open_split(cfg.data.val, "test") if cfg.data.val else None
+        from minwa.data.subset import select_classes
+
+        self.train_ds = select_classes(open_split(cfg.data.train, "train"), cfg.data.classes)
+        self.val_ds = select_classes(open_split(cfg.data.val, "test"), cfg.data.classes) if cfg.data.val else None
         self.classes = list(self.train_ds.classes)
         self.in_chans = self.train_ds.channels
         self.scale, self.crop = input_geometry(cfg, self.train_ds)

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Issue 5's measured tables on Fashion-MNIST (real data), laid out like the paper's.
+
+Part A, multi-scale (the paper's 256 px / 512 px / fused table): ``fashion-net`` trained at 28 px and at
+56 px (2× upsampled), each tested alone, with flips, at both scales, and the two fused by averaging softmax.
+Part B, fine-tuning (§5.1): ``deepimage-tiny`` (3 conv + 3 FC) pre-trained on 5 classes, fine-tuned on the
+other 5 with all / fc (last three FC layers) / head (softmax only), against training from scratch on the
+same budget. Writes ``OUT/issue5.json`` and prints markdown tables.
+
+    python bench/issue5_fashion.py --out runs/issue5 [--epochs 8 --epochs56 3 --ft-epochs 2]
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from minwa import config as config_io
+from minwa.evaluate import EvalConfig, evaluate
+from minwa.train import get_recipe, train
+from minwa.train.recipes import FASHION_MNIST, finetune
+from minwa.utils.atomic import atomic_write_json
+
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+PRE, POST = CLASSES[:5], CLASSES[5:]
+
+
+def run(base, overrides):
+    t = time.perf_counter()
+    r = train(config_io.load(base, None, overrides))
+    return r, time.perf_counter() - t
+
+
+def part_a(args, out: Path) -> dict:
+    common = [f"data.train={args.data}", f"data.val={args.data}"]
+    r28, s28 = run(get_recipe("fashion"), common + [f"out={out}/s28", f"epochs={args.epochs}"])
+    r56, s56 = run(get_recipe("fashion"), common + [f"out={out}/s56", f"epochs={args.epochs56}", "data.scale=56"])
+    report = evaluate(EvalConfig(data=args.data, ckpts=[str(r28.checkpoint), str(r56.checkpoint)],
+                                 scales=[28, 56], flip=True))
+    rows = [{"name": r["name"], "top1_error": r["top1_error"], "top5_error": r["topk_error"]} for r in report.rows]
+    return {"train_seconds": {"28": s28, "56": s56}, "rows": rows}
+
+
+def part_b(args, out: Path) -> dict:
+    model = ["model.name=deepimage-tiny", f"data.train={args.data}", f"data.val={args.data}"]
+    pre, _ = run(get_recipe("fashion"), model + [f"out={out}/pre5", f"epochs={args.epochs}",
+                                                 "data.classes=" + ",".join(PRE)])
+    post = [f"data.train={args.data}", f"data.val={args.data}", "data.classes=" + ",".join(POST),
+            f"epochs={args.ft_epochs}"]
+    results = {"pretrain_accuracy_5": pre.val_accuracy}
+    for mode in ("all", "fc", "head"):
+        r, s = run(finetune(get_recipe("fashion"), mode), post + [f"out={out}/ft-{mode}", f"init={pre.checkpoint}"])
+        results[mode] = {"accuracy": r.val_accuracy, "seconds": s}
+    r, s = run(get_recipe("fashion"), post + model[:1] + [f"out={out}/scratch"])
+    results["scratch"] = {"accuracy": r.val_accuracy, "seconds": s}
+    return results
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default=FASHION_MNIST)
+    p.add_argument("--out", default="runs/issue5")
+    p.add_argument("--epochs", type=float, default=8)
+    p.add_argument("--epochs56", type=float, default=3)
+    p.add_argument("--ft-epochs", type=float, default=2)
+    p.add_argument("--part", choices=["a", "b", "ab"], default="ab")
+    args = p.parse_args()
+    out = Path(args.out)
+    result = {"args": vars(args)}
+    if "a" in args.part:
+        result["multiscale"] = part_a(args, out)
+        print("| test | top-1 error | top-5 error |\n|---|---:|---:|")
+        for r in result["multiscale"]["rows"]:
+            print(f"| {r['name']} | {r['top1_error']:.2%} | {r['top5_error']:.2%} |")
+    if "b" in args.part:
+        result["finetune"] = b = part_b(args, out)
+        print(f"\npre-trained on {', '.join(PRE)}: {b['pretrain_accuracy_5']:.2%}")
+        print("| on the other 5 classes | test accuracy | seconds |\n|---|---:|---:|")
+        for k in ("all", "fc", "head", "scratch"):
+            print(f"| {k} | {b[k]['accuracy']:.2%} | {b[k]['seconds']:.0f} |")
+    atomic_write_json(out / "issue5.json", result)
+
+
+if __name__ == "__main__":
+    main()

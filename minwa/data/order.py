@@ -1,0 +1,78 @@
+"""The order of samples: one permutation per (seed, epoch), cut into global batches, then into ranks.
+
+This module is the only place that decides which sample goes where, so that the sequence of global
+batches is the same whatever the number of ranks or worker processes:
+
+- ``epoch_permutation(n, seed, epoch)``: the global order of an epoch (train mode); eval mode uses
+  ``arange(n)``.
+- global batch ``b`` = ``order[b*B:(b+1)*B]`` (``B`` = the global batch size).
+- rank ``r`` of ``W`` gets the contiguous slice ``rank_bounds(len(batch), r, W)`` of every global batch,
+  so 1, 2 or 4 ranks together see exactly the same global batches.
+- within a rank, worker ``w`` of ``K`` decodes batches ``b`` with ``(b - start) % K == w``
+  (``worker_batches``); batches are handed over in order, so the output never depends on ``K``.
+
+Per-sample random numbers (the random-resized-crop box) come from ``sample_uniform``, a counter-based
+hash of (seed, epoch, sample index, stream): no generator state to carry between workers or ranks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_MASK64 = (1 << 64) - 1
+_ORDER_DOMAIN = 0x6D696E7761  # "minwa": keeps this stream apart from other users of the same seed
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The global order of samples for ``epoch`` (int64); the same on every rank, worker and machine."""
+    ss = np.random.SeedSequence([int(seed) & _MASK64, int(epoch) & _MASK64, _ORDER_DOMAIN])
+    return np.random.Generator(np.random.PCG64(ss)).permutation(int(n)).astype(np.int64)
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    return epoch_permutation(n, seed, epoch) if shuffle else np.arange(int(n), dtype=np.int64)
+
+
+def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def global_batch(order: np.ndarray, b: int, batch_size: int) -> np.ndarray:
+    return order[b * batch_size : (b + 1) * batch_size]
+
+
+def rank_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """[start, stop) of rank's contiguous part of a global batch of ``size`` samples.
+
+    Parts differ by at most one sample when ``size`` is not a multiple of ``world_size`` (the last,
+    short batch of an eval epoch).
+    """
+    return size * rank // world_size, size * (rank + 1) // world_size
+
+
+def rank_batch(order: np.ndarray, b: int, batch_size: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """Sample indices of rank's slice of global batch ``b``."""
+    batch = global_batch(order, b, batch_size)
+    lo, hi = rank_bounds(len(batch), rank, world_size)
+    return batch[lo:hi]
+
+
+def worker_batches(start: int, stop: int, worker: int, num_workers: int) -> range:
+    """The batch numbers in [start, stop) that worker ``worker`` of ``num_workers`` decodes."""
+    return range(start + worker, stop, max(1, num_workers))
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = (x + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(_MASK64)
+    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & np.uint64(_MASK64)
+    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & np.uint64(_MASK64)
+    return x ^ (x >> np.uint64(31))
+
+
+def sample_uniform(seed: int, epoch: int, indices, stream: int) -> np.ndarray:
+    """Uniform floats in [0, 1), one per sample index, keyed by (seed, epoch, index, stream)."""
+    idx = np.asarray(indices, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        key = _splitmix64(np.uint64(int(seed) & _MASK64) ^ _splitmix64(np.uint64((int(epoch) << 8 | int(stream)) & _MASK64)))
+        x = _splitmix64(idx ^ key)
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))

@@ -1,0 +1,251 @@
+"""``pack(src, out)``: any source into shards, in parallel processes, resumable, nothing half-written.
+
+The plan is fixed before any work: the samples are shuffled by ``seed`` and cut into shards of
+``shard_size`` (a sample's key is its position in that order). Each worker process writes whole shards:
+``.tar`` then ``.idx`` (each written to a temporary name and renamed when complete), then the shard's
+``.json`` record. ``manifest.json`` is removed first and written last. So an interrupted pack (Ctrl-C,
+SIGKILL, power loss) leaves no manifest (``verify`` and ``open_dataset`` refuse the folder), and running
+the same command again keeps every shard whose record matches the plan and writes only the rest.
+
+Encoding: Fashion-MNIST/IDX pixels are stored losslessly as 8-bit grayscale PNG; photos keep their
+original JPEG bytes when they need no change, and are otherwise re-encoded as RGB JPEG at ``quality``
+(see ``decode.prepare_for_pack``). The contents of every shard depend only on the source, the settings
+and the seed, never on the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from minwa.data import decode as dec
+from minwa.data.shards import (
+    FORMAT, SAFE_SHARD, VERSION, TarShardWriter, index_bytes, shard_name,
+)  # fmt: skip
+from minwa.data.sources import ImageDataset, open_dataset
+from minwa.errors import MinwaError
+from minwa.utils.atomic import atomic_open, atomic_write_bytes, atomic_write_json
+
+DEFAULT_MAX_SIDE = 512
+DEFAULT_SHARD_SIZE = 5000
+
+
+def pack_permutation(n: int, seed: int) -> np.ndarray:
+    """The order of samples across shards (a stream apart from the training epochs' permutations)."""
+    ss = np.random.SeedSequence([int(seed) & (2**64 - 1), 0x7061636B])  # "pack"
+    return np.random.Generator(np.random.PCG64(ss)).permutation(n).astype(np.int64)
+
+
+def _plan_id(dataset: ImageDataset, settings: dict) -> str:
+    import hashlib
+
+    text = json.dumps({"source": dataset.fingerprint(), "n": len(dataset), "settings": settings}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------- one shard, anywhere
+_WORK: dict = {}
+
+
+def _init_worker(dataset, out, order, settings, plan):
+    _WORK.update(dataset=dataset, out=Path(out), order=order, settings=settings, plan=plan)
+
+
+def _write_shard(k: int) -> dict:
+    ds: ImageDataset = _WORK["dataset"]
+    out: Path = _WORK["out"]
+    order, settings, plan = _WORK["order"], _WORK["settings"], _WORK["plan"]
+    size = settings["shard_size"]
+    name = shard_name(k)
+    rejected, hist = [], {}
+    with atomic_open(out / f"{name}.tar", "wb") as f:
+        writer = TarShardWriter(f)
+        for key in range(k * size, min((k + 1) * size, len(order))):
+            i = int(order[key])
+            try:
+                data, ext, h, w = ds.pack_item(i, max_side=settings["max_side"], quality=settings["quality"])
+            except dec.Rejected as e:
+                rejected.append({"path": ds.source(i), "reason": str(e)})
+                continue
+            label = int(ds.labels[i])
+            writer.add(key, data, ext, label, h, w, i)
+            hist[(h, w)] = hist.get((h, w), 0) + 1
+        index = writer.close()
+        tar_sha, tar_bytes = writer.sha.hexdigest(), writer.pos
+    idx = index_bytes(index)
+    atomic_write_bytes(out / f"{name}.idx", idx)
+    import hashlib
+
+    record = {
+        "name": f"{name}.tar", "index": f"{name}.idx", "num_samples": int(len(index)),
+        "bytes": tar_bytes, "sha256": tar_sha, "index_sha256": hashlib.sha256(idx).hexdigest(),
+        "plan": plan, "rejected": rejected,
+        "sizes": [[h, w, c] for (h, w), c in sorted(hist.items())],
+        "class_counts": np.bincount(index["label"], minlength=len(ds.classes)).tolist(),
+    }  # fmt: skip
+    atomic_write_json(out / f"{name}.json", record)
+    return record
+
+
+def _done_record(out: Path, k: int, plan: str) -> dict | None:
+    """The shard's record if it was completed for this very plan (and its files are all there)."""
+    name = shard_name(k)
+    try:
+        record = json.loads((out / f"{name}.json").read_text())
+        ok = (
+            record.get("plan") == plan
+            and (out / f"{name}.tar").stat().st_size == record["bytes"]
+            and (out / f"{name}.idx").is_file()
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if ok else None
+
+
+def _prepare_out(out: Path, num_shards: int) -> None:
+    """Make ``out`` ours: refuse a foreign non-empty folder, drop the manifest, temporary files and
+    shards beyond the new plan."""
+    if out.exists() and not out.is_dir():
+        raise MinwaError(f"output {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    entries = [p for p in out.iterdir()]
+    ours = lambda p: SAFE_SHARD.match(p.name) or p.name == "manifest.json" or (p.name.startswith(".") and p.name.endswith(".tmp"))  # noqa: E731
+    foreign = [p.name for p in entries if not ours(p)]
+    if foreign:
+        raise MinwaError(f"output folder {out} already holds other files ({', '.join(sorted(foreign)[:3])}...); choose an empty or new folder")
+    for p in entries:
+        if p.name == "manifest.json" or p.name.endswith(".tmp"):
+            p.unlink()
+        elif SAFE_SHARD.match(p.name) and int(p.name[6:].split(".")[0]) >= num_shards:
+            p.unlink()
+
+
+def pack(
+    src,
+    out,
+    *,
+    max_side: int = DEFAULT_MAX_SIDE,
+    quality: int = 90,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    workers: int = 0,
+    seed: int = 0,
+    split: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Pack ``src`` (any source ``open_dataset`` reads) into shards in ``out``; returns the manifest.
+
+    ``max_side``: an image whose shorter side is larger is re-encoded with that shorter side (0 = never);
+    ``shard_size``: samples per shard; ``workers``: packing processes (0 = one per CPU core).
+    Inputs that cannot be packed are listed in ``manifest["rejected"]``; the pack still succeeds.
+    """
+    if isinstance(src, ImageDataset):
+        dataset = src
+    else:
+        dataset = open_dataset(src, split=split)
+    out = Path(out).expanduser()
+    if not 1 <= int(quality) <= 100:
+        raise MinwaError(f"quality must be 1..100, got {quality}")
+    if int(shard_size) < 1:
+        raise MinwaError(f"shard size must be at least 1 sample, got {shard_size}")
+    if int(max_side) < 0:
+        raise MinwaError(f"max side must be 0 (no limit) or positive, got {max_side}")
+    if out.resolve() == dataset.path.resolve() or (dataset.path.is_dir() and out.resolve().is_relative_to(dataset.path.resolve())):
+        raise MinwaError(f"output {out} is inside the source {dataset.path}; choose a folder outside it")
+    settings = {"max_side": int(max_side), "quality": int(quality), "shard_size": int(shard_size), "seed": int(seed)}
+    n = len(dataset)
+    num_shards = -(-n // settings["shard_size"]) if n else 0
+    plan = _plan_id(dataset, settings)
+    _prepare_out(out, num_shards)
+    order = pack_permutation(n, seed)
+
+    records: dict[int, dict] = {}
+    todo = []
+    for k in range(num_shards):
+        rec = _done_record(out, k, plan)
+        if rec is None:
+            todo.append(k)
+        else:
+            records[k] = rec
+    workers = int(workers) or (os.cpu_count() or 1)
+    workers = max(1, min(workers, len(todo)))
+    t0 = time.perf_counter()
+    bar = _Progress(progress, num_shards, len(records), f"packing {dataset.describe()}")
+    with bar:
+        if workers == 1:
+            _init_worker(dataset, out, order, settings, plan)
+            for k in todo:
+                records[k] = _write_shard(k)
+                bar.advance()
+        elif todo:
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            ctx = mp.get_context(method)
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(dataset, out, order, settings, plan)) as pool:
+                for rec in pool.imap_unordered(_write_shard, todo):
+                    records[int(rec["name"][6:11])] = rec
+                    bar.advance()
+    manifest = _manifest(dataset, out, settings, [records[k] for k in range(num_shards)])
+    manifest["pack_seconds"] = round(time.perf_counter() - t0, 3)
+    atomic_write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def _manifest(dataset: ImageDataset, out: Path, settings: dict, records: list[dict]) -> dict:
+    sizes: dict[tuple[int, int], int] = {}
+    counts = np.zeros(len(dataset.classes), np.int64)
+    for r in records:
+        for h, w, c in r["sizes"]:
+            sizes[(h, w)] = sizes.get((h, w), 0) + c
+        counts += np.asarray(r["class_counts"], np.int64)
+    keep = ("name", "index", "num_samples", "bytes", "sha256", "index_sha256")
+    rejected = list(dataset.skipped) + [x for r in records for x in r["rejected"]]
+    from minwa import __version__
+
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "num_samples": int(sum(r["num_samples"] for r in records)),
+        "num_classes": len(dataset.classes),
+        "classes": list(dataset.classes),
+        "class_counts": counts.tolist(),
+        "channels": int(dataset.channels),
+        "image_size": list(next(iter(sizes))) if len(sizes) == 1 else None,
+        "shards": [{k: r[k] for k in keep} for r in records],
+        "settings": settings,
+        "source": {"kind": dataset.kind, "path": str(dataset.path), "split": dataset.split,
+                   "num_inputs": len(dataset) + len(dataset.skipped)},
+        "rejected": rejected,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "minwa_version": __version__,
+    }  # fmt: skip
+
+
+class _Progress:
+    """A rich progress bar over shards when asked for and attached to a terminal."""
+
+    def __init__(self, enabled: bool, total: int, done: int, title: str):
+        self.bar = None
+        if enabled and total and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("shards"), TimeElapsedColumn(), transient=True)
+            self.task = self.bar.add_task(title, total=total, completed=done)
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def advance(self):
+        if self.bar:
+            self.bar.advance(self.task)

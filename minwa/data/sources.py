@@ -1,0 +1,267 @@
+"""Data sources: one ``ImageDataset`` interface over IDX files, ImageFolder trees, ``.lst`` lists and shards.
+
+``open_dataset(path, split)`` recognises the format from what is on disk (never from a flag), so every
+command takes any of them: a packed shard folder (``manifest.json``), a Fashion-MNIST IDX folder, an
+ImageFolder tree (``root/<class>/<image>``, the class folders sorted by name as torchvision does), or an
+MXNet-style ``.lst`` file (``index<TAB>label<TAB>path``, paths relative to the list's folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from minwa.data import decode as dec
+from minwa.data import idx as idxfmt
+from minwa.errors import MinwaError
+
+SPLIT_NAMES = ("train", "val", "validation", "test")
+
+
+class ImageDataset:
+    """Images with integer labels. Subclasses set ``path``, ``classes``, ``labels`` (int64) and
+    ``channels`` (1 or 3) and implement ``image``; the rest has working defaults."""
+
+    kind = "images"
+    path: Path
+    classes: list[str]
+    labels: np.ndarray
+    channels: int = 3
+    split: str | None = None
+    #: inputs seen while listing the source that can never be samples ({"path", "reason"})
+    skipped: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, i: int, min_side: int | None = None) -> np.ndarray:
+        """Sample ``i`` decoded to HxWxC uint8; JPEGs may be decoded smaller, but the shorter side
+        stays >= ``min_side``."""
+        raise NotImplementedError
+
+    def image_size(self) -> tuple[int, int] | None:
+        """(height, width) when every image has that size (known without decoding), else None."""
+        return None
+
+    def pixels(self) -> np.ndarray | None:
+        """All images as one N x H x W x C uint8 array when the source holds them so (IDX), else None."""
+        return None
+
+    def source(self, i: int) -> str:
+        """Where sample ``i`` comes from, for messages and the manifest."""
+        return f"{self.path}[{i}]"
+
+    def pack_item(self, i: int, *, max_side: int, quality: int) -> tuple[bytes, str, int, int]:
+        """(bytes, extension, height, width) to store in a shard, or ``decode.Rejected``."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """Changes whenever the content of the source changes (used to resume an interrupted pack)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.path} ({len(self):,} images, {len(self.classes)} classes)"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+
+class IdxDataset(ImageDataset):
+    """Fashion-MNIST (or MNIST) IDX files: the pixel array is read once, nothing is ever decoded."""
+
+    kind = "idx"
+
+    def __init__(self, folder, split: str = "train"):
+        self.path = Path(folder)
+        self.split = split
+        images, self.labels = idxfmt.load_idx_split(self.path, split)
+        self._pixels = images[:, :, :, None]
+        self.channels = 1
+        self.classes = idxfmt.class_names(self.path, int(self.labels.max(initial=-1)) + 1)
+        self.skipped = []
+
+    def image(self, i, min_side=None):
+        return self._pixels[i]
+
+    def image_size(self):
+        return tuple(self._pixels.shape[1:3])
+
+    def pixels(self):
+        return self._pixels
+
+    def source(self, i):
+        return f"{self.path}:{self.split}[{i}]"
+
+    def pack_item(self, i, *, max_side, quality):
+        h, w = self._pixels.shape[1:3]
+        return dec.encode_png(self._pixels[i]), "png", h, w
+
+    def fingerprint(self):
+        files = [idxfmt.find_idx_file(self.path, self.split, w) for w in ("images", "labels")]
+        return _hash([[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files])
+
+
+class FileDataset(ImageDataset):
+    """Images stored one per file (ImageFolder, ``.lst``): ``files[i]`` with label ``labels[i]``."""
+
+    files: list[Path]
+    channels = 3
+
+    def _read(self, i) -> bytes:
+        try:
+            return self.files[i].read_bytes()
+        except OSError as e:
+            raise MinwaError(f"cannot read {self.files[i]}: {e.strerror or e}") from None
+
+    def image(self, i, min_side=None):
+        data = self._read(i)
+        try:
+            return dec.decode_source(data, self.channels, min_side)
+        except dec.Rejected as e:
+            raise MinwaError(f"cannot decode {self.files[i]}: {e}") from None
+        except Exception as e:  # Pillow raises many kinds for damaged files
+            raise MinwaError(f"cannot decode {self.files[i]}: {type(e).__name__}: {e}") from None
+
+    def source(self, i):
+        return str(self.files[i])
+
+    def pack_item(self, i, *, max_side, quality):
+        try:
+            data = self.files[i].read_bytes()
+        except OSError as e:
+            raise dec.Rejected(f"unreadable file ({e.strerror or e})") from None
+        return dec.prepare_for_pack(data, max_side=max_side, quality=quality, channels=self.channels)
+
+    def fingerprint(self):
+        rows = []
+        for f, y in zip(self.files, self.labels.tolist()):
+            try:
+                st = f.stat()
+                rows.append([str(f), y, st.st_size, st.st_mtime_ns])
+            except OSError:
+                rows.append([str(f), y, -1, -1])
+        return _hash([self.classes, rows])
+
+
+def _visible(p: Path) -> bool:
+    return not p.name.startswith(".")
+
+
+class ImageFolderDataset(FileDataset):
+    """``root/<class>/.../<image>``: every visible file under a class folder is a sample (a file that is
+    not an image is rejected when packing, with the reason); files directly under ``root`` are skipped."""
+
+    kind = "imagefolder"
+
+    def __init__(self, root, split: str | None = None):
+        self.path = Path(root)
+        self.split = split
+        class_dirs = sorted(p for p in self.path.iterdir() if p.is_dir() and _visible(p))
+        if not class_dirs:
+            raise MinwaError(f"{self.path} has no class folders (expected {self.path}/<class>/<image>)")
+        self.classes = [p.name for p in class_dirs]
+        self.files, labels = [], []
+        for label, d in enumerate(class_dirs):
+            for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
+                dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+                for name in sorted(filenames):
+                    if not name.startswith("."):
+                        self.files.append(Path(dirpath) / name)
+                        labels.append(label)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.skipped = [
+            {"path": str(p), "reason": "not inside a class folder"}
+            for p in sorted(self.path.iterdir())
+            if p.is_file() and _visible(p)
+        ]
+
+
+class ListDataset(FileDataset):
+    """MXNet ``.lst``: ``index<TAB>label[<TAB>label...]<TAB>path``; the first label is the class.
+    Class names come from ``classes.txt`` beside the list when present, else they are the label numbers."""
+
+    kind = "lst"
+
+    def __init__(self, lst):
+        self.path = Path(lst)
+        root = self.path.parent
+        self.files, labels = [], []
+        text = self.path.read_text(encoding="utf-8", errors="strict")
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            cols = line.rstrip("\r\n").split("\t")
+            try:
+                if len(cols) < 3:
+                    raise ValueError
+                label = float(cols[1])
+                if label != int(label) or label < 0:
+                    raise ValueError
+            except ValueError:
+                raise MinwaError(f"{self.path} line {lineno} is not 'index<TAB>label<TAB>path' with a whole, non-negative label") from None
+            self.files.append(root / cols[-1])
+            labels.append(int(label))
+        if not self.files:
+            raise MinwaError(f"{self.path} lists no images")
+        self.labels = np.asarray(labels, dtype=np.int64)
+        n = int(self.labels.max()) + 1
+        names_file = root / "classes.txt"
+        names = [s.strip() for s in names_file.read_text(encoding="utf-8").splitlines() if s.strip()] if names_file.is_file() else []
+        self.classes = names if len(names) >= n else [str(i) for i in range(n)]
+        self.skipped = []
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _split_folders(root: Path) -> list[Path]:
+    dirs = [p for p in root.iterdir() if p.is_dir() and _visible(p)]
+    return dirs if dirs and all(p.name.lower() in SPLIT_NAMES for p in dirs) else []
+
+
+def open_dataset(path, split: str | None = None) -> ImageDataset:
+    """Open any data source minwa reads; the format is recognised from the files themselves.
+
+    ``split``: ``train`` | ``test`` for IDX folders (default train); a sub-folder name for a root
+    holding ``train/``, ``val/``... folders (default train); for shards it must match the split they
+    were packed from, when recorded. Anything else is a one-sentence ``MinwaError``.
+    """
+    from minwa.data.shards import ShardDataset
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise MinwaError(f"data not found: {p}")
+    if p.is_file():
+        if p.name == "manifest.json":
+            return ShardDataset(p.parent, split=split)
+        if p.suffix.lower() == ".lst":
+            return ListDataset(p)
+        if "-ubyte" in p.name:
+            name_split = "test" if p.name.startswith("t10k") else "train"
+            return IdxDataset(p.parent, split or name_split)
+        raise MinwaError(f"{p} is not a data source minwa reads (a shard folder, an IDX folder, an ImageFolder tree or a .lst file)")
+    if (p / "manifest.json").is_file():
+        return ShardDataset(p, split=split)
+    if split and (p / split / "manifest.json").is_file():
+        return ShardDataset(p / split, split=split)
+    if idxfmt.is_idx_folder(p):
+        return IdxDataset(p, split or "train")
+    splits = _split_folders(p)
+    if splits:
+        want = split or "train"
+        chosen = [d for d in splits if d.name.lower() == want.lower()]
+        if not chosen:
+            raise MinwaError(f"{p} has no '{want}' folder (it has {', '.join(sorted(d.name for d in splits))})")
+        return open_dataset(chosen[0], split=None)
+    if split and (p / split).is_dir():
+        return open_dataset(p / split, split=None)
+    if any(p.glob("shard-*.tar")):
+        raise MinwaError(f"{p} holds shards but no manifest.json: the pack did not finish; run the same 'minwa pack' again")
+    if any(d.is_dir() and _visible(d) for d in p.iterdir()):
+        return ImageFolderDataset(p, split=split)
+    raise MinwaError(f"{p} is not a data source minwa reads (no manifest.json, no IDX files, no class folders)")
