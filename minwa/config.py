@@ -80,35 +80,32 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
-def from_dict(cls, data: dict, prefix: str = ""):
-    """Build dataclass ``cls`` from a (possibly partial) nested dict, rejecting unknown keys."""
+def _resolve_keys(cls, data: dict, prefix: str):
+    """Yield (field name, 'a.b' path, value, field type) for each key of ``data``; unknown keys are errors."""
     types_ = _field_types(cls)
-    kwargs = {}
     for key, value in data.items():
         name = key.replace("-", "_")
         where = f"{prefix}.{name}" if prefix else name
         if name not in types_:
             known = ", ".join(sorted(types_))
             raise MinwaError(f"unknown config key '{where}' (known here: {known})")
-        kwargs[name] = _coerce(value, types_[name], where)
-    return cls(**kwargs)
+        yield name, where, value, types_[name]
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass ``cls`` from a (possibly partial) nested dict, rejecting unknown keys."""
+    return cls(**{name: _coerce(value, typ, where) for name, where, value, typ in _resolve_keys(cls, data, prefix)})
 
 
 def merge(cfg, data: dict, prefix: str = ""):
     """Return a copy of ``cfg`` with the fields in ``data`` (nested dict) replaced."""
-    types_ = _field_types(type(cfg))
     changes = {}
-    for key, value in data.items():
-        name = key.replace("-", "_")
-        where = f"{prefix}.{name}" if prefix else name
-        if name not in types_:
-            known = ", ".join(sorted(types_))
-            raise MinwaError(f"unknown config key '{where}' (known here: {known})")
+    for name, where, value, typ in _resolve_keys(type(cfg), data, prefix):
         current = getattr(cfg, name)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
             changes[name] = merge(current, value, where)
         else:
-            changes[name] = _coerce(value, types_[name], where)
+            changes[name] = _coerce(value, typ, where)
     return dataclasses.replace(cfg, **changes)
 
 

@@ -20,15 +20,7 @@ from minwa.evaluate.config import EvalConfig
 from minwa.evaluate.ensemble import (Member, ensemble_probs, load_members, mean_probs, prepare, view_probs)
 from minwa.evaluate.metrics import Accumulator, mean_class_accuracy
 from minwa.evaluate.report import EvalReport, per_class_rows
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if not name or name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MinwaError(f"device '{name}' asked for, but no CUDA GPU is available")
-    return dev
+from minwa.utils.device import resolve_device
 
 
 def _views(scales, flip):

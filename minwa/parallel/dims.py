@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from minwa.errors import MinwaError
 from minwa.parallel.config import ParallelConfig
+from minwa.utils.device import resolve_device  # noqa: F401  (re-exported: scaling bench imports it here)
 
 STRATEGIES = ("auto", "none", "fsdp", "butterfly", "hybrid")
 
@@ -108,23 +109,6 @@ def _env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise MinwaError(f"environment variable {name}={value!r} must be an integer") from None
-
-
-def resolve_device(device: str, local_rank: int) -> torch.device:
-    """'auto' -> cuda:LOCAL_RANK when CUDA is present, else cpu; 'cuda' -> cuda:LOCAL_RANK."""
-    if device in ("", "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise MinwaError(f"device '{device}' asked for, but CUDA is not available")
-        if dev.index is None:
-            if local_rank >= torch.cuda.device_count():
-                raise MinwaError(f"local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible); "
-                                 f"launch at most {torch.cuda.device_count()} processes per node")
-            dev = torch.device("cuda", local_rank)
-        torch.cuda.set_device(dev)
-    return dev
 
 
 def resolve_strategy(strategy: str, world_size: int) -> str:

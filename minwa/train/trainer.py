@@ -47,15 +47,6 @@ class RunResult:
 
 # ---------------------------------------------------------------- runtime
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MinwaError(f"device '{name}' asked for, but no CUDA GPU is available")
-    return dev
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -180,8 +171,7 @@ class Trainer:
                 raise MinwaError(f"unknown model '{cfg.model.name}' (known: {', '.join(list_models())})")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
-        self.dims = init_distributed(cfg.parallel, str(self.device))
+        self.dims = init_distributed(cfg.parallel, cfg.device)  # cuda:LOCAL_RANK under torchrun
         self.device = self.dims.device
         self.dtype = PRECISIONS[cfg.precision]
         self.is_main = self.dims.is_main
