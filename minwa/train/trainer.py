@@ -128,6 +128,10 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, device, dtype
     else:
         model = create_model(cfg.model.name, num_classes=num_classes, in_chans=in_chans,
                              **model_kwargs(cfg, crop))
+    if cfg.model.checkpointing:
+        if not hasattr(model, "set_grad_checkpointing"):
+            raise MinwaError(f"model '{cfg.model.name}' has no activation checkpointing; set model.checkpointing=false")
+        model.set_grad_checkpointing(True)
     model = model.to(device=device, dtype=dtype)
     if cfg.model.channels_last and device.type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)
