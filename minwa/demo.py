@@ -56,13 +56,11 @@ def print_predictions(results: list[dict], console) -> None:
     """One row per image: its file name, then the top-k classes with their probabilities."""
     from rich.table import Table
 
-    k = max(len(r["top"]) for r in results)
-    table = Table(title="predictions (top-%d)" % k)
-    table.add_column("image")
-    for j in range(k):
-        table.add_column(f"#{j + 1}", justify="left")
+    table = Table(title=f"predictions (top-{max(len(r['top']) for r in results)})")
+    table.add_column("image", no_wrap=True)
+    table.add_column("classes, most likely first")
     for r in results:
-        table.add_row(Path(r["image"]).name, *[f"{t['class']} {t['probability']:.1%}" for t in r["top"]])
+        table.add_row(Path(r["image"]).name, ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"]))
     console.print(table)
 
 

@@ -281,3 +281,20 @@ def test_large_fresh_outputs_are_ordinary_writable_tensors():
     assert t.shape == (3, 3, 700, 700) and t.dtype == torch.float32 and t.is_contiguous()
     t.fill_(2.5)
     assert float(t.sum()) == 2.5 * t.numel() and t.data_ptr() % 64 == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_warps_reading_the_last_bytes_of_a_channels_last_batch(photo, backend):
+    """Bilinear reads at the batch's very last pixel (the CPU kernel loads 8-byte words there) are right:
+    border fill clamps a rotated, barrel-distorted corner onto the bottom-right pixel of the last image."""
+    x = torch.cat([photo, photo.flip(-1)])
+    nhwc = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    p = identity_params(2, (320, 320), 224)
+    p.oy = p.ox = torch.tensor([95, 95])  # the window's last row and column +1 are the image's last
+    p.angle, p.radial = torch.tensor([0.17, -0.17]), torch.tensor([0.25, 0.25])
+    aug = Augmenter(preset_config("deepimage", fill="border"), 224, backend=backend)
+    ref = Augmenter(preset_config("deepimage", fill="border"), 224, backend="torch").apply(x, p)
+    y = aug.apply(nhwc, p)
+    assert float((y - ref).abs().max()) < 1e-4  # mean 0, std 1: < 0.03 grey levels
+    corner = x[1, :, 319, 319].float() / 255.0  # where the bottom-right output corner is clamped to
+    torch.testing.assert_close(y[1, :, 223, 223], corner, atol=1e-4, rtol=0)

@@ -179,7 +179,7 @@ if numba is not None:
 
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
     def _kernel_packed(flat, src, sN, sY, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off,
-                       vs, vr, rho, uxs, scale, shift, reflect, pad, out):  # pragma: no cover - compiled
+                       vs, vr, rho, uxs, scale, shift, reflect, pad, sink, out):  # pragma: no cover - compiled
         """Channels-last RGB samples whose reach (window +- pad, + 1 pixel) lies inside the image.
 
         ``src`` is the uint8 batch ``flat`` seen as unaligned little-endian uint32 words at every byte
@@ -204,7 +204,8 @@ if numba is not None:
         inv_span = one / span
         lo_c = np.float32(-pad)
         hi_c = np.float32(S - 1 + pad)
-        byte = np.uint32(255)
+        byte = np.uint64(255)
+        lim = np.int64(src.shape[0] - 1)  # the last byte offset an 8-byte word may start at
         for n in prange(N):
             if not todo[n]:
                 continue
@@ -223,6 +224,16 @@ if numba is not None:
             inv = one / max(one - r0, np.float32(1e-3))
             base = np.int64(n) * sN + np.int64(oy[n]) * sY + np.int64(ox[n]) * sX
             is_simple = simple[n]
+            if not is_simple:  # stream the window into cache: gathers defeat the hardware prefetcher
+                first = base - np.int64(pad) * (sY + sX)
+                width = np.int64(S + 2 * pad) * sX + 3  # bytes of a row the bilinear reads can reach
+                acc = np.uint8(0)
+                for yy in range(S + 2 * pad + 1):
+                    rb = first + np.int64(yy) * sY
+                    for cb in range(0, width, 64):
+                        acc |= flat[rb + cb]
+                    acc |= flat[rb + width - 1]
+                sink[n] = acc
             for i in range(S):
                 uy = uxs[i]
                 if is_simple:
@@ -278,37 +289,40 @@ if numba is not None:
                     for j in range(S):
                         a = addr[j]
                         b = a + sY
-                        w0 = src[a]  # R G B | R
-                        w1 = src[a + 2]  # B R | G B
-                        w2 = src[b]
-                        w3 = src[b + 2]
+                        # R G B R G B R G: both pixels of the row in one 8-byte word; only the lower row
+                        # of the batch's very last image can end within 8 bytes of the buffer's end, so
+                        # such a word is read up to 2 bytes earlier and shifted back
+                        bl = min(b, lim)
+                        w0 = src[a]
+                        w2 = src[bl] >> np.uint64((b - bl) * 8)
                         wx = wxs[j]
                         wy = wys[j]
                         m = ms[j]
-                        p00 = np.float32(w0 & byte)
-                        p01 = np.float32((w0 >> np.uint32(24)) & byte)
-                        p10 = np.float32(w2 & byte)
-                        p11 = np.float32((w2 >> np.uint32(24)) & byte)
+                        p00 = np.float32(np.int32(w0 & byte))
+                        p01 = np.float32(np.int32((w0 >> np.uint64(24)) & byte))
+                        p10 = np.float32(np.int32(w2 & byte))
+                        p11 = np.float32(np.int32((w2 >> np.uint64(24)) & byte))
                         up = p00 + (p01 - p00) * wx
                         v0 = (up + (p10 + (p11 - p10) * wx - up) * wy + o0) * m
-                        p00 = np.float32((w0 >> np.uint32(8)) & byte)
-                        p01 = np.float32((w1 >> np.uint32(16)) & byte)
-                        p10 = np.float32((w2 >> np.uint32(8)) & byte)
-                        p11 = np.float32((w3 >> np.uint32(16)) & byte)
+                        p00 = np.float32(np.int32((w0 >> np.uint64(8)) & byte))
+                        p01 = np.float32(np.int32((w0 >> np.uint64(32)) & byte))
+                        p10 = np.float32(np.int32((w2 >> np.uint64(8)) & byte))
+                        p11 = np.float32(np.int32((w2 >> np.uint64(32)) & byte))
                         up = p00 + (p01 - p00) * wx
                         v1 = (up + (p10 + (p11 - p10) * wx - up) * wy + o1) * m
-                        p00 = np.float32((w0 >> np.uint32(16)) & byte)
-                        p01 = np.float32((w1 >> np.uint32(24)) & byte)
-                        p10 = np.float32((w2 >> np.uint32(16)) & byte)
-                        p11 = np.float32((w3 >> np.uint32(24)) & byte)
+                        p00 = np.float32(np.int32((w0 >> np.uint64(16)) & byte))
+                        p01 = np.float32(np.int32((w0 >> np.uint64(40)) & byte))
+                        p10 = np.float32(np.int32((w2 >> np.uint64(16)) & byte))
+                        p11 = np.float32(np.int32((w2 >> np.uint64(40)) & byte))
                         up = p00 + (p01 - p00) * wx
                         v2 = (up + (p10 + (p11 - p10) * wx - up) * wy + o2) * m
                         out[n, 0, i, j] = min(max(v0, zero), full) * sc0 + sh0
                         out[n, 1, i, j] = min(max(v1, zero), full) * sc1 + sh1
                         out[n, 2, i, j] = min(max(v2, zero), full) * sc2 + sh2
+
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
     def _kernel_planar(flat, C, HW, W, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off, vs, vr, rho,
-                       scale, shift, reflect, pad, out):  # pragma: no cover - compiled
+                       scale, shift, reflect, pad, sink, out):  # pragma: no cover - compiled
         """Planar (NCHW) samples whose reach (window +- pad, + 1 pixel) lies inside the image.
 
         Scalar byte loads: measured faster here than hardware gathers of words on planes (six per
@@ -355,6 +369,17 @@ if numba is not None:
             base = np.int64(n) * C * HW + np.int64(oy[n]) * W + np.int64(ox[n])
             offn = off[n]
             is_simple = simple[n]
+            if not is_simple:  # stream the window into cache: scattered loads defeat the hardware prefetcher
+                first = base - np.int64(pad) * (W + 1)
+                width = np.int64(S + 2 * pad + 1)
+                acc = np.uint8(0)
+                for yy in range(C * (S + 2 * pad + 1)):
+                    cc = yy // (S + 2 * pad + 1)
+                    rb = first + np.int64(cc) * HW + np.int64(yy - cc * (S + 2 * pad + 1)) * W
+                    for cb in range(0, width, 64):
+                        acc |= flat[rb + cb]
+                    acc |= flat[rb + width - 1]
+                sink[n] = acc
             for i in range(S):
                 uy = uxs[i]
                 rho_i = rho[i]
@@ -410,8 +435,8 @@ if numba is not None:
                             o[oo + U(j)] = min(max(v, zero), full) * sc + sh
 
 def _words(flat: np.ndarray) -> np.ndarray:
-    """``flat`` (uint8) as a uint32 word starting at every byte offset: a view, no copy."""
-    return np.ndarray(shape=(flat.size - 3,), dtype=np.uint32, buffer=flat, strides=(1,))
+    """``flat`` (uint8) as a little-endian uint64 word starting at every byte offset: a view, no copy."""
+    return np.ndarray(shape=(flat.size - 7,), dtype=np.uint64, buffer=flat, strides=(1,))
 
 
 def _layout(images: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, tuple[int, int, int, int], bool]:
@@ -483,12 +508,16 @@ def run(images: torch.Tensor, p: AugmentParams, out_size: int, fill: str, margin
     norm = (f32(scale.reshape(-1)), f32(shift.reshape(-1)))
     o = out.numpy()
     if direct.any():
-        if packed:
-            _kernel_packed(flat, _words(flat), sn, sy, direct.view(np.uint8), oy.numpy(), ox.numpy(),
-                           simple.view(np.uint8), flip.view(np.uint8), *geo, uxs, *norm, fill == "reflect", pad, o)
-        else:
-            _kernel_planar(flat, c, h * w, w, direct, oy.numpy(), ox.numpy(), simple, flip, *geo, *norm,
-                           fill == "reflect", pad, o)
+        # images one at a time to whichever thread is free: a warped sample costs about twice a crop-only
+        # one, and a static split of the batch leaves a thread idle when they fall unevenly
+        with numba.parallel_chunksize(1):
+            if packed:
+                _kernel_packed(flat, _words(flat), sn, sy, direct.view(np.uint8), oy.numpy(), ox.numpy(),
+                               simple.view(np.uint8), flip.view(np.uint8), *geo, uxs, *norm, fill == "reflect",
+                               pad, np.empty(n, np.uint8), o)
+            else:
+                _kernel_planar(flat, c, h * w, w, direct, oy.numpy(), ox.numpy(), simple, flip, *geo, *norm,
+                               fill == "reflect", pad, np.empty(n, np.uint8), o)
     if not direct.all():
         rmap, rw = _axis_maps(oy, s, pad, h, edge)
         cmap, cw = _axis_maps(ox, s, pad, w, edge)

@@ -30,7 +30,7 @@ def plot_learning_curve(history: list[dict], path, title: str = "") -> Path | No
         ax2.set_ylabel("validation top-1 accuracy (%)", color="tab:red")
         best = max(val, key=lambda r: r["val_acc"])
         ax2.annotate(f"{100 * best['val_acc']:.2f}%", (best["epoch"], 100 * best["val_acc"]),
-                     textcoords="offset points", xytext=(-10, -15), color="tab:red")
+                     textcoords="offset points", xytext=(-50, 8), color="tab:red")
     ax1.set_title(title or "learning curve")
     fig.tight_layout()
     atomic_save_figure(fig, Path(path))
