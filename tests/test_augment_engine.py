@@ -285,16 +285,17 @@ def test_large_fresh_outputs_are_ordinary_writable_tensors():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_warps_reading_the_last_bytes_of_a_channels_last_batch(photo, backend):
-    """Bilinear reads at the batch's very last pixel (the CPU kernel loads 8-byte words there) are right:
-    border fill clamps a rotated, barrel-distorted corner onto the bottom-right pixel of the last image."""
+    """A warp that reads the batch's last pixels gives the reference values (the CPU kernel loads 8-byte
+    words, which must stay inside the buffer there): border fill clamps a rotated, barrel-distorted
+    corner onto the window's corner, whose bilinear neighbours are the last image's last row and column."""
     x = torch.cat([photo, photo.flip(-1)])
     nhwc = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
     p = identity_params(2, (320, 320), 224)
-    p.oy = p.ox = torch.tensor([95, 95])  # the window's last row and column +1 are the image's last
+    p.oy = p.ox = torch.tensor([95, 95])  # the window's last row and column + 1 are the image's last
     p.angle, p.radial = torch.tensor([0.17, -0.17]), torch.tensor([0.25, 0.25])
     aug = Augmenter(preset_config("deepimage", fill="border"), 224, backend=backend)
     ref = Augmenter(preset_config("deepimage", fill="border"), 224, backend="torch").apply(x, p)
     y = aug.apply(nhwc, p)
     assert float((y - ref).abs().max()) < 1e-4  # mean 0, std 1: < 0.03 grey levels
-    corner = x[1, :, 319, 319].float() / 255.0  # where the bottom-right output corner is clamped to
+    corner = x[1, :, 318, 318].float() / 255.0  # the window's corner, where that output corner is clamped
     torch.testing.assert_close(y[1, :, 223, 223], corner, atol=1e-4, rtol=0)

@@ -61,7 +61,8 @@ class Schedule:
             raise MinwaError(f"unknown schedule '{cfg.schedule}' (one of {', '.join(SCHEDULES)})")
         self.cfg = cfg
         self.total = max(1, total_steps)
-        self.warmup = int(cfg.warmup_epochs * steps_per_epoch)
+        # a run shorter than its warm-up would never reach the peak rate: warm up over a third of it at most
+        self.warmup = min(int(cfg.warmup_epochs * steps_per_epoch), self.total // 3)
         self.plateau_factor = 1.0
         self.best = -math.inf
         self.bad_epochs = 0
