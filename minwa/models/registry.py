@@ -31,6 +31,13 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def model_accepts(name: str, option: str) -> bool:
+    """Whether model ``name``'s constructor takes keyword ``option`` (e.g. ``img_size`` for FC heads)."""
+    _import_all()
+    fn = _MODELS.get(name)
+    return fn is not None and option in inspect.signature(fn).parameters
+
+
 def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, **kwargs):
     """Build a registered model; an unknown name or knob is a one-line error."""
     _import_all()

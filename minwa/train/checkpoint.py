@@ -31,11 +31,11 @@ def checkpoint_paths(path) -> tuple[Path, Path]:
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
 
 
-def state_dict_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def state_dict_for_saving(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Contiguous CPU tensors; shared storage (tied weights) is cloned so safetensors accepts it."""
     sd = {}
     seen = set()
-    for k, v in model.state_dict().items():
+    for k, v in state.items():
         t = v.detach().to("cpu")
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
         if key in seen:
@@ -45,13 +45,17 @@ def state_dict_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return sd
 
 
-def save_checkpoint(path, model: torch.nn.Module, meta: dict) -> Path:
-    """Write weights + sidecar. ``meta`` needs at least ``model`` (name) and ``num_classes``."""
+def save_checkpoint(path, model: torch.nn.Module | dict, meta: dict) -> Path:
+    """Write weights (a module, or an already gathered state dict) + sidecar.
+
+    ``meta`` needs at least ``model`` (the registry name) and ``num_classes``.
+    """
     for key in ("model", "num_classes"):
         if key not in meta:
             raise ValueError(f"checkpoint meta needs '{key}'")
     weights, sidecar = checkpoint_paths(path)
-    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    if isinstance(model, torch.nn.Module):
+        model = getattr(model, "_orig_mod", model).state_dict()  # unwrap torch.compile
     atomic_write_bytes(weights, save(state_dict_for_saving(model), metadata={"format": FORMAT}))
     atomic_write_json(sidecar, {"format": FORMAT, **meta})
     return weights

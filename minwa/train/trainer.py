@@ -99,14 +99,10 @@ def estimate_mean_std(loader, max_batches: int = 8) -> tuple[list[float], list[f
 
 def model_kwargs(cfg: TrainConfig, crop: int) -> dict:
     """The config's constructor kwargs, plus ``img_size`` = crop for FC-headed models that size their head by it."""
-    import inspect
+    from minwa.models.registry import model_accepts
 
-    from minwa.models.registry import _MODELS, _import_all
-
-    _import_all()
     kwargs = dict(cfg.model.kwargs)
-    fn = _MODELS.get(cfg.model.name)
-    if fn is not None and "img_size" in inspect.signature(fn).parameters and "img_size" not in kwargs:
+    if "img_size" not in kwargs and model_accepts(cfg.model.name, "img_size"):
         kwargs["img_size"] = crop
     return kwargs
 
@@ -186,7 +182,7 @@ class Trainer:
             atomic_write_text(self.out / "config.toml", config_io.dump_toml(cfg))
 
     def _setup_data(self):
-        from minwa.augment import Augmenter, apply_preset
+        from minwa.augment import apply_preset
         from minwa.data import build_loader
 
         cfg, dims = self.cfg, self.dims
@@ -435,8 +431,7 @@ class Trainer:
         state = self.full_state_dict()  # collective on several ranks: every rank takes part
         if not self.is_main:
             return None
-        holder = _StateHolder(state)
-        return save_checkpoint(self.out / "final", holder, self.checkpoint_meta(val_acc))
+        return save_checkpoint(self.out / "final", state, self.checkpoint_meta(val_acc))
 
     def train_state(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "loader": self.loader.state_dict(),
@@ -484,17 +479,6 @@ class Trainer:
         from minwa.train.plots import plot_learning_curve
 
         plot_learning_curve(self.history, self.out / "learning_curve.png", title=f"{self.cfg.recipe}")
-
-
-class _StateHolder(nn.Module):
-    """Lets ``save_checkpoint`` take an already gathered full state dict."""
-
-    def __init__(self, state):
-        super().__init__()
-        self._state = state
-
-    def state_dict(self, *args, **kwargs):
-        return self._state
 
 
 def train(cfg: TrainConfig, progress: bool = False) -> RunResult:
