@@ -299,3 +299,20 @@ def test_warps_reading_the_last_bytes_of_a_channels_last_batch(photo, backend):
     assert float((y - ref).abs().max()) < 1e-4  # mean 0, std 1: < 0.03 grey levels
     corner = x[1, :, 318, 318].float() / 255.0  # the window's corner, where that output corner is clamped
     torch.testing.assert_close(y[1, :, 223, 223], corner, atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(not cpu_kernel.available(), reason="numba not installed")
+def test_large_fresh_outputs_recycle_only_memory_nothing_references():
+    shape = (3, 3, 700, 700)
+    a = cpu_kernel.fresh_output(shape)
+    b = cpu_kernel.fresh_output(shape)
+    first = a.data_ptr()
+    assert first != b.data_ptr()
+    view, arr = a[1], b.numpy()
+    del a, b
+    c = cpu_kernel.fresh_output(shape)  # a view and an array still hold the two earlier outputs
+    assert c.data_ptr() not in (first, arr.ctypes.data)
+    del view
+    d = cpu_kernel.fresh_output(shape)
+    assert d.data_ptr() == first  # dropped: its already-mapped memory is handed out again
+    assert cpu_kernel.fresh_output(shape).data_ptr() not in (first, arr.ctypes.data, c.data_ptr())

@@ -74,3 +74,16 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     assert "unknown recipe" in capsys.readouterr().err
     assert main(["train", "--print-config", "--set", "optim.lr=0.3"]) == 0
     assert "lr = 0.3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("override, words", [
+    ("epochs=-1", "epochs must be positive"),
+    ("optim.lr=-1", "optim.lr must be positive"),
+    ("optim.momentum=1.5", "momentum"),
+    ("finetune=some", "finetune must be all, fc or head"),
+])
+def test_impossible_settings_are_refused_before_any_work(override, words, capsys, tmp_path):
+    assert main(["train", "--quiet", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "none"),
+                 "--set", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and words in err and "\n" not in err

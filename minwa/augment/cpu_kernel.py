@@ -19,8 +19,7 @@ the hardware prefetcher, so on a batch larger than the caches each new cache lin
 (0.35 ms per 512 -> 224 image against 0.07 ms on a cache-resident batch); the direct kernels therefore
 first stream a warped sample's window into cache with sequential reads. Images go one at a time to
 whichever thread is free. Large fresh outputs recycle the memory of earlier, dropped ones
-(``fresh_output``). On GPUs, and on
-CPUs without numba, the PyTorch path runs instead.
+(``fresh_output``). On GPUs, and on CPUs without numba, the PyTorch path runs instead.
 """
 
 from __future__ import annotations
@@ -487,11 +486,11 @@ def fresh_output(shape: tuple[int, ...]) -> torch.Tensor:
         return torch.empty(shape, dtype=torch.float32)
     shape = tuple(int(d) for d in shape)
     with _HANDED_LOCK:
-        for i, arr in enumerate(_HANDED_OUT):
-            # idle: referenced only by the list, this loop and getrefcount's argument
-            if arr.shape == shape and sys.getrefcount(arr) == 3:
+        for i in range(len(_HANDED_OUT)):
+            # idle: referenced only by the list and getrefcount's argument (no tensor, view or array)
+            if _HANDED_OUT[i].shape == shape and sys.getrefcount(_HANDED_OUT[i]) == 2:
                 _HANDED_OUT.append(_HANDED_OUT.pop(i))
-                return torch.from_numpy(arr)
+                return torch.from_numpy(_HANDED_OUT[-1])
         arr = _new_output(shape, nbytes)
         _HANDED_OUT.append(arr)
         if len(_HANDED_OUT) > KEEP_OUTPUTS:

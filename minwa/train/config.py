@@ -52,3 +52,33 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def check(cfg: TrainConfig) -> TrainConfig:
+    """Reject impossible settings up front, each in one sentence (before any data is read)."""
+    from minwa.errors import MinwaError
+
+    o = cfg.optim
+    rules = [
+        (cfg.epochs > 0, f"epochs must be positive, got {cfg.epochs}"),
+        (o.lr > 0, f"optim.lr must be positive, got {o.lr}"),
+        (o.lr_batch > 0, f"optim.lr_batch must be positive, got {o.lr_batch}"),
+        (0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}"),
+        (o.weight_decay >= 0, f"optim.weight_decay must not be negative, got {o.weight_decay}"),
+        (0 <= o.label_smoothing < 1, f"optim.label_smoothing must be in [0, 1), got {o.label_smoothing}"),
+        (0 <= o.ema < 1, f"optim.ema must be in [0, 1), got {o.ema}"),
+        (o.warmup_epochs >= 0, f"optim.warmup_epochs must not be negative, got {o.warmup_epochs}"),
+        (0 <= o.final_lr_frac <= 1, f"optim.final_lr_frac must be in [0, 1], got {o.final_lr_frac}"),
+        (o.plateau_patience >= 1, f"optim.plateau_patience must be at least 1, got {o.plateau_patience}"),
+        (o.grad_clip >= 0, f"optim.grad_clip must not be negative, got {o.grad_clip}"),
+        (cfg.eval_every >= 0 and cfg.save_every >= 0, "eval_every and save_every must not be negative"),
+        (cfg.time_budget_s >= 0, f"time_budget_s must not be negative, got {cfg.time_budget_s}"),
+        (0 <= cfg.target_accuracy <= 1, f"target_accuracy is a fraction in [0, 1], got {cfg.target_accuracy}"),
+        (cfg.log_every >= 1, f"log_every must be at least 1, got {cfg.log_every}"),
+        (cfg.data.scale >= 0 and cfg.data.crop >= 0, "data.scale and data.crop must not be negative"),
+        (cfg.finetune in ("all", "fc", "head"), f"finetune must be all, fc or head, not '{cfg.finetune}'"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise MinwaError(message)
+    return cfg

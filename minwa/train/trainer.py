@@ -136,8 +136,6 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, device, dtype
         from minwa.models.finetune import freeze_for_finetune
 
         trainable = freeze_for_finetune(model, cfg.finetune)
-    elif cfg.finetune not in ("all", "fc", "head"):
-        raise MinwaError(f"--finetune must be all, fc or head, not '{cfg.finetune}'")
     return model, trainable, init_meta
 
 
@@ -147,7 +145,9 @@ class Trainer:
     """Holds the built pieces of one run; ``fit()`` trains and returns a :class:`RunResult`."""
 
     def __init__(self, cfg: TrainConfig, progress: bool = False):
-        self.cfg = cfg
+        from minwa.train.config import check
+
+        self.cfg = check(cfg)
         self.progress = progress
         self.t_setup = time.perf_counter()
         self._setup_runtime()
