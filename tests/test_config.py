@@ -87,3 +87,13 @@ def test_impossible_settings_are_refused_before_any_work(override, words, capsys
                  "--set", override]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and words in err and "\n" not in err
+
+
+def test_shipped_config_files_load():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parents[1] / "configs").glob("*.*"))
+    assert files
+    for f in files:
+        cfg = config_io.load(get_recipe("fashion"), f)
+        assert cfg.out.startswith("runs/")
