@@ -2,13 +2,14 @@
 
 import importlib
 
-HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling)"
+HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput)"
 
 BENCHES = {
     "loader": ("minwa.benchmarks.loader", "shard loader vs a PIL DataLoader, webdataset and the decode ceiling"),
     "augment": ("minwa.benchmarks.augment", "the fused Table 1 engine vs an Albumentations pipeline"),
     "train": ("minwa.benchmarks.train", "time to accuracy of a recipe vs a plain PyTorch script"),
     "scaling": ("minwa.benchmarks.scaling", "images/s, speed-up and efficiency over 1..N processes per strategy"),
+    "throughput": ("minwa.benchmarks.throughput", "training step images/s and MFU: JPEG shards vs data already on the device"),
 }
 
 
@@ -31,5 +32,5 @@ def run(args) -> int:
     if getattr(args, "_bench_missing", None):
         raise MinwaError(f"benchmark '{args._bench_missing}' is not available in this install")
     if not getattr(args, "_bench_run", None):
-        raise MinwaError("name a benchmark: minwa bench loader|augment|train|scaling")
+        raise MinwaError(f"name a benchmark: minwa bench {'|'.join(BENCHES)}")
     return args._bench_run(args)
