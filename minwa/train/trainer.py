@@ -173,6 +173,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.dims = init_distributed(cfg.parallel, cfg.device)  # cuda:LOCAL_RANK under torchrun
         self.device = self.dims.device
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
         self.dtype = PRECISIONS[cfg.precision]
         self.is_main = self.dims.is_main
         seed_everything(cfg.seed)
@@ -273,7 +275,8 @@ class Trainer:
             self.ema.update_parameters(self.model)
         self.step += 1
         self._last_lr = lr
-        return float(loss.detach()) * self.dims.world_size  # this rank's share, scaled to a batch mean
+        # this rank's share, scaled to a batch mean; a tensor, so the GPU is not waited for every step
+        return loss.detach() * self.dims.world_size
 
     def fit(self) -> RunResult:
         cfg = self.cfg
@@ -293,22 +296,24 @@ class Trainer:
                     self.loader.set_epoch(self.epoch)
                 self._resumed_mid_epoch = False
                 t_epoch = time.perf_counter()
-                loss_sum, loss_n = 0.0, 0
+                loss_sum, loss_n = torch.zeros((), device=self.device), 0
                 for batch in self.loader:
                     loss = self.train_step(batch)
                     loss_sum, loss_n = loss_sum + loss, loss_n + 1
                     images += self.global_batch
                     if task is not None:
-                        progress.update(task, advance=1, description=f"epoch {self.epoch + 1} loss {loss:.3f}")
+                        progress.update(task, advance=1)
                     if self.step % cfg.log_every == 0:
+                        mean_loss = float(loss_sum) / loss_n  # the only per-interval device sync
                         self._log({"kind": "train", "step": self.step, "epoch": self.step / self.steps_per_epoch,
-                                   "loss": loss_sum / loss_n, "lr": self._last_lr,
-                                   "time": time.perf_counter() - t0})
+                                   "loss": mean_loss, "lr": self._last_lr, "time": time.perf_counter() - t0})
+                        if task is not None:
+                            progress.update(task, description=f"epoch {self.epoch + 1} loss {mean_loss:.3f}")
                     at_end = self.step >= self.total_steps
                     over_time = cfg.time_budget_s and (train_time + time.perf_counter() - t_epoch) >= cfg.time_budget_s
                     if (eval_steps and self.step % eval_steps == 0) or at_end or over_time:
                         train_time += time.perf_counter() - t_epoch
-                        val_acc = self._validate_and_log(t0, loss_sum / max(1, loss_n))
+                        val_acc = self._validate_and_log(t0, float(loss_sum) / max(1, loss_n))
                         best = val_acc if not best == best else max(best, val_acc)
                         if self.schedule.observe(val_acc) and self.is_main:
                             self._log({"kind": "lr_drop", "step": self.step, "factor": self.schedule.plateau_factor})

@@ -1,0 +1,51 @@
+"""`minwa bench throughput` on the CPU: a tiny JPEG corpus from real photographs through the whole path."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from minwa.benchmarks import throughput as bench
+from minwa.benchmarks.train import measure_matmul_peak
+from minwa.errors import MinwaError
+
+
+def parse(*argv):
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_throughput_benchmark_reports_every_path(tmp_path, capsys):
+    args = parse("--model", "resnet-tiny", "--size", "48", "--batch", "8", "--steps", "2", "--warmup", "1",
+                 "--repeats", "2", "--make-corpus", "32", "--work", str(tmp_path), "--workers", "1",
+                 "--cache", "device", "--device", "cpu", "--json")
+    assert bench.run(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["scale"] == round(48 * 256 / 224) and out["size"] == 48 and out["batch"] == 8
+    assert out["corpus_images"] == 32 and out["device"] == "cpu" and out["torch"] == torch.__version__
+    assert out["forward_flops_per_image"] > 1e6 and out["train_flops_per_image"] == 3 * out["forward_flops_per_image"]
+    assert out["matmul_peak_flop_s"] > 1e9
+    for path in ("synthetic", "real", "device_cache"):
+        assert out[f"{path}_img_s"] > 0, path
+        assert 0 < out[f"mfu_{path}"] < 1.5, path
+        assert out[f"gpu_idle_fraction_{path}"] is None  # no CUDA events on a CPU
+        assert len(out["paths"][path]["rounds_images_per_s"]) == 2
+        # MFU is exactly 3 x forward FLOPs x images/s over the measured peak
+        want = out["train_flops_per_image"] * out[f"{path}_img_s"] / out["matmul_peak_flop_s"]
+        assert out[f"mfu_{path}"] == pytest.approx(want, rel=1e-3)
+    assert out["real_epoch_restarts"] == (1 + 2 * 2) // 4  # 32 images = 4 batches
+    assert out["real_over_synthetic"] > 0 and out["device_cache_over_synthetic"] > 0
+
+
+def test_throughput_benchmark_needs_shards(tmp_path):
+    with pytest.raises(MinwaError, match="shard folder"):
+        bench.run(parse("--model", "resnet-tiny", "--work", str(tmp_path), "--device", "cpu"))
+
+
+def test_matmul_peak_takes_a_device():
+    assert measure_matmul_peak(torch.float32, n=128, reps=2, device="cpu") > 1e8
+    assert measure_matmul_peak(torch.float32, n=128, reps=2) > 1e8  # the old signature still works
