@@ -255,3 +255,62 @@ def test_reused_batch_memory_never_overwrites_a_batch_kept_from_an_earlier_epoch
         loader.set_epoch(epoch)
         assert len(_collect(loader)) == 12
     assert _same([tuple(kept)], reference[:1])
+
+
+def _planar_reference(loader, indices):
+    """What the loader handed over before batches were channels-last: each image resized into a row of a
+    plain NCHW tensor."""
+    out = torch.empty((len(indices), *loader.reader.out_shape), dtype=torch.uint8)
+    assert out.is_contiguous() and not out.is_contiguous(memory_format=torch.channels_last)
+    loader.reader.epoch = loader.epoch
+    for j, i in enumerate(indices.tolist()):
+        loader.reader.read(i, out[j])
+    return out
+
+
+@pytest.mark.parametrize("cache, workers, rrc", [("memory", 2, False), ("none", 0, False), ("none", 2, False),
+                                                 ("none", 0, True), ("none", 2, True)])
+def test_colour_batches_are_channels_last_with_the_same_pixels_as_planar_rows(photo_shards, cache, workers, rrc):
+    cfg = DataConfig(batch_size=10, scale=64, crop=48, seed=3, cache=cache, workers=workers, random_resized_crop=rrc)
+    loader = build_loader(cfg, photo_shards, train=True, epoch=1)
+    kept = list(loader)  # batches the consumer holds on to: some are lent slots, the rest copies
+    assert len(kept) == 2
+    for b in kept:
+        x = b.images
+        assert x.shape == (10, 3, *((48, 48) if rrc else (64, 64))) and x.dtype == torch.uint8
+        assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        assert torch.equal(x, _planar_reference(loader, b.indices))
+    if not rrc:  # the planar per-image resize (no out= row) gives the same pixels too
+        i = int(kept[1].indices[3])
+        assert torch.equal(kept[1].images[3], dec.resize_square_chw(photo_shards.image(i, min_side=64), 64))
+
+
+def test_gray_batches_stay_planar(idx_ds):
+    for cfg in (DataConfig(batch_size=50), DataConfig(batch_size=50, scale=40),
+                DataConfig(batch_size=50, cache="none", workers=2), DataConfig(batch_size=50, cache="none", workers=0)):
+        b = next(iter(build_loader(cfg, idx_ds, train=True)))
+        n, c, h, w = b.images.shape
+        assert c == 1 and b.images.stride() == (h * w, h * w, w, 1)
+
+
+def test_resize_writes_a_channels_last_row_in_place_and_a_colour_idx_cache_is_channels_last():
+    from skimage import data as photos
+
+    from minwa.data.loader import decode_all
+
+    img = photos.coffee()
+    box = dec.square_box(*img.shape[:2])
+    planar = dec.resize_chw(img, box, 96, 96)
+    rows = torch.full((2, 96, 96, 3), 7, dtype=torch.uint8).permute(0, 3, 1, 2)
+    target = rows[1]
+    assert dec.resize_chw(img, box, 96, 96, target) is target  # written in place, its neighbour kept
+    assert torch.equal(rows[1], planar) and (rows[0] == 7).all()
+    assert rows.is_contiguous(memory_format=torch.channels_last)
+
+    class ColourIdx:  # an array source of colour images (no decoding)
+        def pixels(self):
+            return np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+
+    cache = decode_all(ColourIdx(), (8, 8), workers=0)
+    assert cache.is_contiguous(memory_format=torch.channels_last)
+    assert np.array_equal(cache.permute(0, 2, 3, 1).numpy(), ColourIdx().pixels())
