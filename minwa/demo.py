@@ -99,7 +99,7 @@ def run_demo(data: str, out: str = "runs/demo", overrides: list[str] | None = No
     console.rule("[bold]3. evaluate on the 10,000 test images")
     t = time.perf_counter()
     report = evaluate(EvalConfig(data=str(data_path), ckpts=[str(result.checkpoint)], flip=True,
-                                 out=str(out_dir / "eval")))
+                                 out=str(out_dir / "eval")), progress=progress)
     write_outputs(report, out_dir / "eval")
     print_report(report, console)
     eval_seconds = time.perf_counter() - t

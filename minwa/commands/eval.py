@@ -44,7 +44,7 @@ def run(args) -> int:
     cfg = EvalConfig(data=args.data, ckpts=list(args.ckpt), scales=args.scales, flip=args.flip, dense=args.dense,
                      batch_size=args.batch_size, topk=args.topk, json=args.json, out=args.out, split=args.split,
                      limit=args.limit, device=args.device, precision=args.precision)
-    report = evaluate(cfg)
+    report = evaluate(cfg, progress=not cfg.json)
     if cfg.out:
         write_outputs(report, cfg.out)
     if cfg.json:

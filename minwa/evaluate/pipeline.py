@@ -83,8 +83,12 @@ def _check_classes(dataset, members: list[Member]) -> list[str]:
     return classes
 
 
-def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=None) -> EvalReport:
-    """Score checkpoints (``cfg.ckpts``) or in-memory ``members`` on ``cfg.data`` (or ``dataset``)."""
+def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=None,
+             progress: bool = False) -> EvalReport:
+    """Score checkpoints (``cfg.ckpts``) or in-memory ``members`` on ``cfg.data`` (or ``dataset``).
+
+    ``progress`` shows a progress bar over the batches (on stderr), for long evaluations.
+    """
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     members = members or load_members(cfg.ckpts, device)
@@ -101,7 +105,9 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
     labels_all = np.asarray(dataset.labels)
     min_side = max(max(s) for s in scales_of.values())
     pixels = dataset.pixels() if hasattr(dataset, "pixels") else None  # IDX: one array, no per-image calls
-    for start in range(0, n, cfg.batch_size):
+    bar = _progress_bar(progress, n)
+    for start in (bar.track(range(0, n, cfg.batch_size), total=-(-n // cfg.batch_size), description="evaluate")
+                  if bar else range(0, n, cfg.batch_size)):
         idx = range(start, min(start + cfg.batch_size, n))
         images = pixels[idx.start:idx.stop] if pixels is not None else [dataset.image(i, min_side=min_side) for i in idx]
         labels = torch.as_tensor(labels_all[start:start + len(idx)], dtype=torch.int64)
@@ -119,6 +125,8 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
             else:
                 p = mean_probs(probs_of[row["member"]], row["views"])
             acc.update(p, labels)
+    if bar:
+        bar.stop()
     seconds = time.perf_counter() - t0
     final = accs[-1]
     confusion = final.confusion
@@ -134,6 +142,17 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
                   "precision": cfg.precision, "device": str(device), "topk": cfg.topk},
         seconds=seconds, images_per_s=n / seconds,
     )
+
+
+def _progress_bar(enabled: bool, n: int):
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import Progress
+
+    bar = Progress(console=Console(stderr=True), transient=True)
+    bar.start()
+    return bar
 
 
 def _decode(path, channels: int) -> np.ndarray:
