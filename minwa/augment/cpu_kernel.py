@@ -71,6 +71,28 @@ def _axis_maps(start: torch.Tensor, length: int, pad: int, size: int, fill: str)
 
 if numba is not None:
 
+    @njit(inline="always", fastmath=True, cache=True)
+    def _vignette(rho, r0, inv, st):
+        """Vignette gain at radius ``rho``: 1 inside ``r0``, then a smoothstep down by ``st``."""
+        t = min(max((rho - r0) * inv, np.float32(0.0)), np.float32(1.0))
+        return np.float32(1.0) - st * t * t * (np.float32(3.0) - np.float32(2.0) * t)
+
+    @njit(inline="always", fastmath=True, cache=True)
+    def _source_xy(ux, uy, c_a, s_a, kk, fx, fy, ctr, reflect, half, inv_span, span, s_f, lo_c, hi_c):
+        """Source pixel (x, y) of output point (ux, uy): rotation, radial distortion, stretch, then the
+        window's reflect fill (about its edges, any number of times) and the clamp."""
+        f = np.float32(1.0) + kk * (ux * ux + uy * uy)
+        px = (c_a * ux - s_a * uy) * f * fx + ctr
+        py = (s_a * ux + c_a * uy) * f * fy + ctr
+        if reflect:
+            tx = (px + half) * inv_span
+            tx = (tx - np.floor(tx)) * span
+            px = (span - tx if tx > s_f else tx) - half
+            ty = (py + half) * inv_span
+            ty = (ty - np.floor(ty)) * span
+            py = (span - ty if ty > s_f else ty) - half
+        return min(max(px, lo_c), hi_c), min(max(py, lo_c), hi_c)
+
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
     def _kernel_mapped(flat, C, sN, sC, sY, sX, todo, rmap, rw, cmap, cw, simple, flip, ca, sa, k, isx, isy, off, vs, vr,
                        rho, scale, shift, fill, pad, out):  # pragma: no cover - compiled
@@ -91,8 +113,6 @@ if numba is not None:
         base_off = pad + 1  # window index -pad-1 is map entry 0
         inv_s = np.float32(2.0) / s_f
         inv_span = one / span
-        two = np.float32(2.0)
-        three = np.float32(3.0)
         reflect = fill == 0
         weighted = fill == 2
         o = out.reshape(-1)
@@ -120,8 +140,7 @@ if numba is not None:
                 wy = rwn[yy]
                 for j in range(S):
                     xx = U((S - 1 - j if flipped else j) + base_off)
-                    t = min(max((rho_i[U(j)] - r0) * inv, zero), one)
-                    m = one - st * t * t * (three - two * t)
+                    m = _vignette(rho_i[U(j)], r0, inv, st)
                     w = wy * cwn[xx]
                     src = ry + U(cm[xx]) * U(sX)
                     for c in range(C):
@@ -168,8 +187,7 @@ if numba is not None:
                 ry1 = b0 + U(rm[yi + U(1)]) * U(sY)
                 cx0 = U(cm[xi]) * U(sX)
                 cx1 = U(cm[xi + U(1)]) * U(sX)
-                t = min(max((rho_i[U(j)] - r0) * inv, zero), one)
-                m = one - st * t * t * (three - two * t)
+                m = _vignette(rho_i[U(j)], r0, inv, st)
                 a00 = ry0 + cx0
                 a01 = ry0 + cx1
                 a10 = ry1 + cx0
@@ -203,8 +221,6 @@ if numba is not None:
         zero = np.float32(0.0)
         half = np.float32(0.5)
         full = np.float32(255.0)
-        two = np.float32(2.0)
-        three = np.float32(3.0)
         s_f = np.float32(S)
         ctr = s_f * half - half
         span = np.float32(2 * S)
@@ -246,30 +262,17 @@ if numba is not None:
                 if is_simple:
                     for j in range(S):
                         addr[j] = base + np.int64(i) * sY + np.int64(S - 1 - j if fs < zero else j) * sX
-                        t = min(max((rho[i, j] - r0) * inv, zero), one)
-                        ms[j] = one - st * t * t * (three - two * t)
+                        ms[j] = _vignette(rho[i, j], r0, inv, st)
                 else:
                     for j in range(S):  # pass 1
-                        ux = uxs[j] * fs
-                        f = one + kk * (ux * ux + uy * uy)
-                        px = (c_a * ux - s_a * uy) * f * fx + ctr
-                        py = (s_a * ux + c_a * uy) * f * fy + ctr
-                        if reflect:  # about the window's edges (-0.5, S-0.5), any number of times
-                            tx = (px + half) * inv_span
-                            tx = (tx - np.floor(tx)) * span
-                            px = (span - tx if tx > s_f else tx) - half
-                            ty = (py + half) * inv_span
-                            ty = (ty - np.floor(ty)) * span
-                            py = (span - ty if ty > s_f else ty) - half
-                        px = min(max(px, lo_c), hi_c)
-                        py = min(max(py, lo_c), hi_c)
+                        px, py = _source_xy(uxs[j] * fs, uy, c_a, s_a, kk, fx, fy, ctr, reflect, half,
+                                            inv_span, span, s_f, lo_c, hi_c)
                         x0 = np.floor(px)
                         y0 = np.floor(py)
                         wxs[j] = px - x0
                         wys[j] = py - y0
                         addr[j] = base + np.int64(y0) * sY + np.int64(x0) * sX
-                        t = min(max((rho[i, j] - r0) * inv, zero), one)
-                        ms[j] = one - st * t * t * (three - two * t)
+                        ms[j] = _vignette(rho[i, j], r0, inv, st)
                 o0 = off[n, 0]
                 o1 = off[n, 1]
                 o2 = off[n, 2]
@@ -350,7 +353,6 @@ if numba is not None:
         half = np.float32(0.5)
         full = np.float32(255.0)
         two = np.float32(2.0)
-        three = np.float32(3.0)
         s_f = np.float32(S)
         ctr = s_f * half - half
         span = np.float32(2 * S)
@@ -395,30 +397,17 @@ if numba is not None:
                 if is_simple:
                     for j in range(S):
                         addr[j] = np.int64(i) * W + (S - 1 - j if fs < zero else j)
-                        t = min(max((rho_i[j] - r0) * inv, zero), one)
-                        ms[j] = one - st * t * t * (three - two * t)
+                        ms[j] = _vignette(rho_i[j], r0, inv, st)
                 else:
                     for j in range(S):  # pass 1: vectorised
-                        ux = uxs[j] * fs
-                        f = one + kk * (ux * ux + uy * uy)
-                        px = (c_a * ux - s_a * uy) * f * fx + ctr
-                        py = (s_a * ux + c_a * uy) * f * fy + ctr
-                        if reflect:  # about the window's edges (-0.5, S-0.5), any number of times
-                            tx = (px + half) * inv_span
-                            tx = (tx - np.floor(tx)) * span
-                            px = (span - tx if tx > s_f else tx) - half
-                            ty = (py + half) * inv_span
-                            ty = (ty - np.floor(ty)) * span
-                            py = (span - ty if ty > s_f else ty) - half
-                        px = min(max(px, lo_c), hi_c)
-                        py = min(max(py, lo_c), hi_c)
+                        px, py = _source_xy(uxs[j] * fs, uy, c_a, s_a, kk, fx, fy, ctr, reflect, half,
+                                            inv_span, span, s_f, lo_c, hi_c)
                         x0 = np.floor(px)
                         y0 = np.floor(py)
                         wxs[j] = px - x0
                         wys[j] = py - y0
                         addr[j] = np.int64(y0) * W + np.int64(x0)
-                        t = min(max((rho_i[j] - r0) * inv, zero), one)
-                        ms[j] = one - st * t * t * (three - two * t)
+                        ms[j] = _vignette(rho_i[j], r0, inv, st)
                 ob = U(n) * U(C) * U(SS) + U(i * S)
                 for c in range(C):  # pass 2: loads and interpolation
                     cb = base + np.int64(c) * HW
