@@ -220,13 +220,13 @@ def decode_source(data: bytes, channels: int = 3, min_side: int | None = None) -
 def resize_chw(img: np.ndarray, box: tuple[int, int, int, int], out_h: int, out_w: int,
                out: torch.Tensor | None = None) -> torch.Tensor:
     """The integer region ``box`` = (left, top, right, bottom) of HxWxC ``img``, resized to a C x out_h x
-    out_w uint8 tensor: antialiased bilinear, torch's uint8 kernel (about 4x faster than Pillow's resize
-    here: 185 vs 730 us for 375x375 -> 224x224, equal to Pillow's to within one grey level), straight
+    out_w uint8 tensor: antialiased bilinear, torch's uint8 kernel (about 4x faster than Pillow's resize,
+    equal to Pillow's to within one grey level; bench/loader_breakdown.py measures both), straight
     from the decoder's memory without a copy. With ``out`` (a C x out_h x out_w uint8 tensor, planar or
     channels-last, e.g. a row of a shared batch) the kernel writes there directly: no 150 KB temporary.
-    Channels-last is its native layout (the decoder's H x W x C): 117 vs 166 us per 400x400 -> 224x224
-    into a channels-last row vs a planar one. Pillow's resize is the fallback where torch has no uint8
-    kernel."""
+    Channels-last is its native layout (the decoder's H x W x C) and the faster one to write (145 vs 194 us
+    per image into a channels-last vs a planar row, docs/BENCHMARKS.md §3). Pillow's resize is the
+    fallback where torch has no uint8 kernel."""
     x0, y0, x1, y1 = box
     if not img.flags.writeable:
         img = img.copy()
