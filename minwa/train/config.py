@@ -9,6 +9,9 @@ from minwa.models.config import ModelConfig
 from minwa.parallel.config import ParallelConfig
 
 
+PRECISIONS = ("bf16", "fp32", "fp64")  # bf16 = autocast over fp32 weights
+
+
 @dataclass
 class OptimConfig:
     name: str = "sgd"  # sgd (momentum, the paper's) | adamw
@@ -60,6 +63,7 @@ def check(cfg: TrainConfig) -> TrainConfig:
 
     o = cfg.optim
     rules = [
+        (cfg.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not '{cfg.precision}'"),
         (cfg.epochs > 0, f"epochs must be positive, got {cfg.epochs}"),
         (o.lr > 0, f"optim.lr must be positive, got {o.lr}"),
         (o.lr_batch > 0, f"optim.lr_batch must be positive, got {o.lr_batch}"),

@@ -28,7 +28,7 @@ from minwa.train.config import TrainConfig
 from minwa.train.optim import Schedule, build_optimizer, scaled_lr, set_lr
 from minwa.utils.atomic import atomic_write_text
 
-PRECISIONS = {"bf16": torch.float32, "fp32": torch.float32, "fp64": torch.float64}
+PARAM_DTYPE = {"bf16": torch.float32, "fp32": torch.float32, "fp64": torch.float64}  # bf16 = autocast over fp32
 
 
 @dataclass
@@ -162,8 +162,6 @@ class Trainer:
         from minwa.parallel import init_distributed
 
         cfg = self.cfg
-        if cfg.precision not in PRECISIONS:
-            raise MinwaError(f"precision must be one of {', '.join(PRECISIONS)}, not '{cfg.precision}'")
         if not cfg.init:
             from minwa.models import list_models
 
@@ -175,7 +173,7 @@ class Trainer:
         self.device = self.dims.device
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
-        self.dtype = PRECISIONS[cfg.precision]
+        self.dtype = PARAM_DTYPE[cfg.precision]
         self.is_main = self.dims.is_main
         seed_everything(cfg.seed)
         self.out = Path(cfg.out)
@@ -186,17 +184,16 @@ class Trainer:
     def _setup_data(self):
         from minwa.augment import apply_preset
         from minwa.data import build_loader
-
-        cfg, dims = self.cfg, self.dims
+        from minwa.data.classes import label_map
         from minwa.data.subset import select_classes
 
+        cfg, dims = self.cfg, self.dims
         self.train_ds = select_classes(open_split(cfg.data.train, "train"), cfg.data.classes)
         self.val_ds = select_classes(open_split(cfg.data.val, "test"), cfg.data.classes) if cfg.data.val else None
         self.classes = list(self.train_ds.classes)
         self.in_chans = self.train_ds.channels
         self.scale, self.crop = input_geometry(cfg, self.train_ds)
-        if cfg.data.batch_size % dims.world_size:
-            raise MinwaError(f"global batch {cfg.data.batch_size} does not divide over {dims.world_size} ranks")
+        dims.local_batch_size(cfg.data.batch_size)  # the global batch must divide over the ranks
         self.loader = build_loader(cfg.data, self.train_ds, train=True, rank=dims.rank,
                                    world_size=dims.world_size, device=str(self.device))
         # validation images take the training geometry (the shorter side at S), whatever their own size
@@ -204,8 +201,6 @@ class Trainer:
         self.val_loader = (build_loader(val_data, self.val_ds, train=False,
                                         rank=dims.rank, world_size=dims.world_size, device=str(self.device))
                            if self.val_ds is not None else None)
-        from minwa.data.classes import label_map
-
         remap = label_map(self.val_ds.classes, self.classes) if self.val_ds is not None else None
         self.val_label_map = torch.as_tensor(remap, device=self.device) if remap is not None else None
         self.steps_per_epoch = len(self.loader)
@@ -255,7 +250,7 @@ class Trainer:
             self._resume(cfg.resume)
 
     # -- the loop
-    def train_step(self, batch) -> float:
+    def train_step(self, batch) -> torch.Tensor:
         cfg = self.cfg
         x = self.augmenter(batch.images, batch.indices, self.epoch, cfg.seed)
         x = x.to(self.dtype)
