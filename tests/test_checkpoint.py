@@ -63,3 +63,15 @@ def test_train_state_round_trip(tmp_path):
     opt2.load_state_dict(back["optimizer"])
     for k, v in opt.state_dict()["state"].items():
         assert torch.equal(v["momentum_buffer"], opt2.state_dict()["state"][k]["momentum_buffer"])
+
+
+def test_a_compiled_model_saves_under_plain_names(tmp_path):
+    """torch.compile prefixes state-dict keys with ``_orig_mod.``; the checkpoint must not (no compile runs here)."""
+    m = _model()
+    meta = {"model": "fashion-net", "model_kwargs": {"widths": [8, 16, 32]}, "num_classes": 10, "in_chans": 1}
+    compiled_state = torch.compile(m).state_dict()
+    assert all(k.startswith("_orig_mod.") for k in compiled_state)
+    save_checkpoint(tmp_path / "c", compiled_state, meta)
+    m2, _ = load_checkpoint(tmp_path / "c")
+    for (k, a), (_, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), k

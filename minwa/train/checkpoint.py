@@ -32,10 +32,13 @@ def checkpoint_paths(path) -> tuple[Path, Path]:
 
 
 def state_dict_for_saving(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Contiguous CPU tensors; shared storage (tied weights) is cloned so safetensors accepts it."""
+    """Contiguous CPU tensors under the plain module's names; shared storage (tied weights) is cloned so
+    safetensors accepts it. torch.compile's ``_orig_mod.`` prefix is dropped, so a checkpoint of a compiled
+    model loads into the model that ``create_model`` builds."""
     sd = {}
     seen = set()
     for k, v in state.items():
+        k = k.replace("_orig_mod.", "")
         t = v.detach().to("cpu")
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
         if key in seen:
@@ -55,7 +58,7 @@ def save_checkpoint(path, model: torch.nn.Module | dict, meta: dict) -> Path:
             raise ValueError(f"checkpoint meta needs '{key}'")
     weights, sidecar = checkpoint_paths(path)
     if isinstance(model, torch.nn.Module):
-        model = getattr(model, "_orig_mod", model).state_dict()  # unwrap torch.compile
+        model = model.state_dict()
     atomic_write_bytes(weights, save(state_dict_for_saving(model), metadata={"format": FORMAT}))
     atomic_write_json(sidecar, {"format": FORMAT, **meta})
     return weights
