@@ -93,6 +93,39 @@ if numba is not None:
             py = (span - ty if ty > s_f else ty) - half
         return min(max(px, lo_c), hi_c), min(max(py, lo_c), hi_c)
 
+    @njit(inline="always", fastmath=True, cache=True)
+    def _frame(S):
+        """Constants every kernel uses for an S x S output: 1, 0, 1/2, 255, S, the centre (S - 1) / 2,
+        the reflect period 2S and its inverse."""
+        half = np.float32(0.5)
+        s_f = np.float32(S)
+        span = np.float32(2 * S)
+        return (np.float32(1.0), np.float32(0.0), half, np.float32(255.0), s_f, s_f * half - half, span,
+                np.float32(1.0) / span)
+
+    @njit(inline="always", fastmath=True, cache=True)
+    def _bilerp_word(w0, w2, shift, wx, wy):
+        """Bilinear value of the channel at bit ``shift`` from two RGBRGBRG words: ``w0`` holds a pixel
+        and its right neighbour, ``w2`` the two below them."""
+        byte = np.uint64(255)
+        nxt = shift + np.uint64(24)  # the same channel of the right neighbour
+        p00 = np.float32(np.int32((w0 >> shift) & byte))
+        p01 = np.float32(np.int32((w0 >> nxt) & byte))
+        p10 = np.float32(np.int32((w2 >> shift) & byte))
+        p11 = np.float32(np.int32((w2 >> nxt) & byte))
+        up = p00 + (p01 - p00) * wx
+        return up + (p10 + (p11 - p10) * wx - up) * wy
+
+    @njit(inline="always", fastmath=True, cache=True)
+    def _sample_params(n, ca, sa, k, isx, isy, flip, vr, vs, s_f):
+        """Sample ``n``'s warp and vignette constants: (cos, sin, distortion, x / y half-spans in pixels,
+        flip sign, vignette radius, strength, 1 / falloff width)."""
+        one = np.float32(1.0)
+        half = np.float32(0.5)
+        r0 = vr[n]
+        return (ca[n], sa[n], k[n], isx[n] * s_f * half, isy[n] * s_f * half, -one if flip[n] else one,
+                r0, vs[n], one / max(one - r0, np.float32(1e-3)))
+
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
     def _kernel_mapped(flat, C, sN, sC, sY, sX, todo, rmap, rw, cmap, cw, simple, flip, ca, sa, k, isx, isy, off, vs, vr,
                        rho, scale, shift, fill, pad, out):  # pragma: no cover - compiled
@@ -101,18 +134,11 @@ if numba is not None:
         N = out.shape[0]
         S = out.shape[2]
         SS = S * S
-        one = np.float32(1.0)
-        zero = np.float32(0.0)
-        half = np.float32(0.5)
-        full = np.float32(255.0)
-        s_f = np.float32(S)
-        ctr = s_f * half - half
-        span = np.float32(2 * S)
+        one, zero, half, full, s_f, ctr, span, inv_span = _frame(S)
         lo_c = np.float32(-pad - 1) if fill == 2 else np.float32(-pad)  # clamp range of coordinates
         hi_c = np.float32(S + pad) if fill == 2 else np.float32(S - 1 + pad)
         base_off = pad + 1  # window index -pad-1 is map entry 0
         inv_s = np.float32(2.0) / s_f
-        inv_span = one / span
         reflect = fill == 0
         weighted = fill == 2
         o = out.reshape(-1)
@@ -124,9 +150,7 @@ if numba is not None:
             uy = np.float32(2 * i + 1) * (inv_s * half) - one
             b0 = U(n) * U(sN)
             ob = U(n) * U(C) * U(SS) + U(i * S)
-            r0 = vr[n]
-            st = vs[n]
-            inv = one / max(one - r0, np.float32(1e-3))
+            c_a, s_a, kk, fx, fy, fs, r0, st, inv = _sample_params(n, ca, sa, k, isx, isy, flip, vr, vs, s_f)
             rm = rmap[n]
             rwn = rw[n]
             cm = cmap[n]
@@ -148,26 +172,10 @@ if numba is not None:
                         v = (np.float32(flat[src + cu * U(sC)]) * w + offn[cu]) * m
                         o[ob + cu * U(SS) + U(j)] = min(max(v, zero), full) * scale[cu] + shift[cu]
                 continue
-            c_a = ca[n]
-            s_a = sa[n]
-            kk = k[n]
-            fx = isx[n] * s_f * half
-            fy = isy[n] * s_f * half
-            fs = -one if flipped else one
             for j in range(S):
                 ux = (np.float32(2 * j + 1) * (inv_s * half) - one) * fs
-                f = one + kk * (ux * ux + uy * uy)
-                px = (c_a * ux - s_a * uy) * f * fx + ctr
-                py = (s_a * ux + c_a * uy) * f * fy + ctr
-                if reflect:  # reflect about the window's edges (-0.5, S-0.5), any number of times
-                    tx = (px + half) * inv_span
-                    tx = (tx - np.floor(tx)) * span
-                    px = (span - tx if tx > s_f else tx) - half
-                    ty = (py + half) * inv_span
-                    ty = (ty - np.floor(ty)) * span
-                    py = (span - ty if ty > s_f else ty) - half
-                px = min(max(px, lo_c), hi_c)
-                py = min(max(py, lo_c), hi_c)
+                px, py = _source_xy(ux, uy, c_a, s_a, kk, fx, fy, ctr, reflect, half, inv_span, span, s_f,
+                                    lo_c, hi_c)
                 x0f = np.floor(px)
                 y0f = np.floor(py)
                 wx = px - x0f
@@ -217,17 +225,9 @@ if numba is not None:
         N = out.shape[0]
         S = out.shape[2]
         sX = 3
-        one = np.float32(1.0)
-        zero = np.float32(0.0)
-        half = np.float32(0.5)
-        full = np.float32(255.0)
-        s_f = np.float32(S)
-        ctr = s_f * half - half
-        span = np.float32(2 * S)
-        inv_span = one / span
+        one, zero, half, full, s_f, ctr, span, inv_span = _frame(S)
         lo_c = np.float32(-pad)
         hi_c = np.float32(S - 1 + pad)
-        byte = np.uint64(255)
         lim = np.int64(src.shape[0] - 1)  # the last byte offset an 8-byte word may start at
         for n in prange(N):
             if not todo[n]:
@@ -236,15 +236,7 @@ if numba is not None:
             wys = np.empty(S, np.float32)
             ms = np.empty(S, np.float32)
             addr = np.empty(S, np.int64)
-            c_a = ca[n]
-            s_a = sa[n]
-            kk = k[n]
-            fx = isx[n] * s_f * half
-            fy = isy[n] * s_f * half
-            fs = -one if flip[n] else one
-            r0 = vr[n]
-            st = vs[n]
-            inv = one / max(one - r0, np.float32(1e-3))
+            c_a, s_a, kk, fx, fy, fs, r0, st, inv = _sample_params(n, ca, sa, k, isx, isy, flip, vr, vs, s_f)
             base = np.int64(n) * sN + np.int64(oy[n]) * sY + np.int64(ox[n]) * sX
             is_simple = simple[n]
             if not is_simple:  # stream the window into cache: gathers defeat the hardware prefetcher
@@ -309,24 +301,9 @@ if numba is not None:
                         wx = wxs[j]
                         wy = wys[j]
                         m = ms[j]
-                        p00 = np.float32(np.int32(w0 & byte))
-                        p01 = np.float32(np.int32((w0 >> np.uint64(24)) & byte))
-                        p10 = np.float32(np.int32(w2 & byte))
-                        p11 = np.float32(np.int32((w2 >> np.uint64(24)) & byte))
-                        up = p00 + (p01 - p00) * wx
-                        v0 = (up + (p10 + (p11 - p10) * wx - up) * wy + o0) * m
-                        p00 = np.float32(np.int32((w0 >> np.uint64(8)) & byte))
-                        p01 = np.float32(np.int32((w0 >> np.uint64(32)) & byte))
-                        p10 = np.float32(np.int32((w2 >> np.uint64(8)) & byte))
-                        p11 = np.float32(np.int32((w2 >> np.uint64(32)) & byte))
-                        up = p00 + (p01 - p00) * wx
-                        v1 = (up + (p10 + (p11 - p10) * wx - up) * wy + o1) * m
-                        p00 = np.float32(np.int32((w0 >> np.uint64(16)) & byte))
-                        p01 = np.float32(np.int32((w0 >> np.uint64(40)) & byte))
-                        p10 = np.float32(np.int32((w2 >> np.uint64(16)) & byte))
-                        p11 = np.float32(np.int32((w2 >> np.uint64(40)) & byte))
-                        up = p00 + (p01 - p00) * wx
-                        v2 = (up + (p10 + (p11 - p10) * wx - up) * wy + o2) * m
+                        v0 = (_bilerp_word(w0, w2, np.uint64(0), wx, wy) + o0) * m
+                        v1 = (_bilerp_word(w0, w2, np.uint64(8), wx, wy) + o1) * m
+                        v2 = (_bilerp_word(w0, w2, np.uint64(16), wx, wy) + o2) * m
                         out[n, 0, i, j] = min(max(v0, zero), full) * sc0 + sh0
                         out[n, 1, i, j] = min(max(v1, zero), full) * sc1 + sh1
                         out[n, 2, i, j] = min(max(v2, zero), full) * sc2 + sh2
@@ -348,15 +325,8 @@ if numba is not None:
         N = out.shape[0]
         S = out.shape[2]
         SS = S * S
-        one = np.float32(1.0)
-        zero = np.float32(0.0)
-        half = np.float32(0.5)
-        full = np.float32(255.0)
+        one, zero, half, full, s_f, ctr, span, inv_span = _frame(S)
         two = np.float32(2.0)
-        s_f = np.float32(S)
-        ctr = s_f * half - half
-        span = np.float32(2 * S)
-        inv_span = one / span
         lo_c = np.float32(-pad)
         hi_c = np.float32(S - 1 + pad)
         o = out.reshape(-1)
@@ -368,15 +338,7 @@ if numba is not None:
             wys = np.empty(S, np.float32)
             ms = np.empty(S, np.float32)
             addr = np.empty(S, np.int64)
-            c_a = ca[n]
-            s_a = sa[n]
-            kk = k[n]
-            fx = isx[n] * s_f * half
-            fy = isy[n] * s_f * half
-            fs = -one if flip[n] else one
-            r0 = vr[n]
-            st = vs[n]
-            inv = one / max(one - r0, np.float32(1e-3))
+            c_a, s_a, kk, fx, fy, fs, r0, st, inv = _sample_params(n, ca, sa, k, isx, isy, flip, vr, vs, s_f)
             base = np.int64(n) * C * HW + np.int64(oy[n]) * W + np.int64(ox[n])
             offn = off[n]
             is_simple = simple[n]
