@@ -39,6 +39,7 @@ def test_throughput_benchmark_reports_every_path(tmp_path, capsys):
         assert out[f"mfu_{path}"] == pytest.approx(want, rel=1e-3)
     assert out["real_epoch_restarts"] == (1 + 2 * 2) // 4  # 32 images = 4 batches
     assert out["real_over_synthetic"] > 0 and out["device_cache_over_synthetic"] > 0
+    assert out["device_cache_build_seconds"] >= 0 and "jpeg_cache_img_s" not in out
 
 
 def test_throughput_benchmark_needs_shards(tmp_path):

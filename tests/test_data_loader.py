@@ -314,3 +314,38 @@ def test_resize_writes_a_channels_last_row_in_place_and_a_colour_idx_cache_is_ch
     cache = decode_all(ColourIdx(), (8, 8), workers=0)
     assert cache.is_contiguous(memory_format=torch.channels_last)
     assert np.array_equal(cache.permute(0, 2, 3, 1).numpy(), ColourIdx().pixels())
+
+
+def _cpu_nvjpeg_stand_in(datas, channels, device):
+    """What ``nvjpeg_decoder`` returns (C x H x W uint8 per JPEG byte tensor), done by simplejpeg."""
+    return [torch.from_numpy(dec.decode(d.numpy().tobytes(), channels)).permute(2, 0, 1).to(device) for d in datas]
+
+
+def test_jpeg_cache_crops_and_resizes_like_the_stream(photo_shards, idx_ds, tmp_path):
+    """The JPEG device cache's own work (byte slices, grouping by size, centre box, float resize), with a
+    CPU decoder standing in for nvJPEG: within a grey level or two of the stream's resize of the same
+    full-size decode. PNG samples (1-channel shards) take the CPU decode and equal the pixels exactly."""
+    from minwa.data.jpeg_cache import JpegCache
+
+    cache = JpegCache(photo_shards, (64, 64), "cpu", decode=_cpu_nvjpeg_stand_in)
+    assert cache.is_jpeg.all() and cache.nbytes == int(photo_shards.index["size"].sum())
+    perm = np.random.default_rng(0).permutation(len(photo_shards))
+    idx = np.concatenate([perm, perm[:5]])  # repeated samples: groups of equal size resized together
+    # the stream's geometry on full-size decodes (nvJPEG has no DCT-domain downscaling)
+    want = torch.stack([dec.resize_square_chw(dec.decode(photo_shards.encoded(i)), 64) for i in idx])
+    got = cache.batch(idx)
+    assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+    diff = (got.float() - want.float()).abs()
+    assert float(diff.mean()) < 0.5 and float(diff.max()) <= 2, (float(diff.mean()), float(diff.max()))
+
+    pack(idx_ds, tmp_path / "png", shard_size=500, workers=1, progress=False)
+    grey = open_dataset(tmp_path / "png", split="train")
+    grey_cache = JpegCache(grey, (28, 28), "cpu", decode=_cpu_nvjpeg_stand_in)
+    assert not grey_cache.is_jpeg.any()
+    sel = np.arange(0, 1000, 7)
+    assert torch.equal(grey_cache.batch(sel), torch.from_numpy(idx_ds.pixels()[grey.index["source"][sel]]).permute(0, 3, 1, 2))
+
+    with pytest.raises(MinwaError, match="CUDA device"):
+        build_loader(DataConfig(scale=64, cache="jpeg"), photo_shards, train=True)
+    with pytest.raises(MinwaError, match="packed shards"):
+        JpegCache(idx_ds, (28, 28), "cpu", decode=_cpu_nvjpeg_stand_in)

@@ -13,7 +13,9 @@ that a shared machine's drift hits all of them alike:
 Each loader's rate is taken after its first batch (worker start-up excluded, the same for all). The
 reported figure per contestant is the median over rounds; the ratios are medians of per-round ratios.
 ``--make-corpus N`` first writes N ImageNet-like JPEGs made from real photographs
-(``minwa.benchmarks.corpus``) and packs them. ``--device cuda`` adds the device-cache path.
+(``minwa.benchmarks.corpus``) and packs them. ``--device cuda`` adds the device-cache paths: decoded
+pixels on the GPU (``minwa_device_cache_img_s``) and, with torchvision, JPEG bytes decoded by nvJPEG per
+batch (``minwa_jpeg_cache_img_s``).
 """
 
 from __future__ import annotations
@@ -183,6 +185,8 @@ def run(args) -> int:
     result["minwa_cache_img_s"] = round(cache_rate(ds, args, "cpu"), 1)
     if args.device != "cpu":
         result["minwa_device_cache_img_s"] = round(cache_rate(ds, args, args.device), 1)
+        if torch.device(args.device).type == "cuda" and importlib.util.find_spec("torchvision") is not None:
+            result["minwa_jpeg_cache_img_s"] = round(cache_rate(ds, args, args.device, kind="jpeg"), 1)
     result.update(
         rounds={k: [round(x, 1) for x in v] for k, v in rounds.items()},
         settings={"shards": str(shards), "images": len(ds), "size": args.size, "batch_size": args.batch_size,
@@ -200,12 +204,13 @@ def run(args) -> int:
     return 0
 
 
-def cache_rate(ds, args, device: str) -> float:
-    """Images/s of the cache path (decode once, then index) over one epoch, decode excluded."""
+def cache_rate(ds, args, device: str, kind: str = "") -> float:
+    """Images/s of a cache path over one epoch, setting up excluded: decoded pixels (decode once, then
+    index: ``memory`` on the CPU, ``device`` elsewhere), or ``kind="jpeg"``: nvJPEG decoding every batch."""
     from minwa.data import DataConfig, build_loader
 
     cfg = DataConfig(scale=args.size, batch_size=args.batch_size, workers=args.workers or os.cpu_count() or 1,
-                     cache="device" if device != "cpu" else "memory")
+                     cache=kind or ("device" if device != "cpu" else "memory"))
     loader = build_loader(cfg, ds, train=True, device=device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     n, t0 = 0, time.perf_counter()

@@ -10,6 +10,8 @@ rounds so that drift hits them alike:
   with a thread that keeps ``--prefetch`` batches ready on the device (on CUDA their host-to-device
   copies run on a side stream), so loading overlaps compute.
 - ``device_cache`` (``--cache device``): the shards decoded once into one uint8 tensor on the device.
+- ``jpeg_cache`` (``--cache jpeg``, CUDA): the JPEG bytes held in host memory, decoded per batch on the
+  GPU by nvJPEG (``data.cache=jpeg``). ``--cache all`` times both caches.
 
 MFU = 3 × forward FLOPs per image (``forward_flops_per_image``) × images/s / the matmul peak measured in
 the same run for the step's precision (``measure_matmul_peak``, on the device). On CUDA the GPU idle
@@ -35,7 +37,7 @@ import torch
 
 from minwa.errors import MinwaError
 
-PATHS = ("synthetic", "real", "device_cache")
+PATHS = ("synthetic", "real", "device_cache", "jpeg_cache")
 
 
 def add_arguments(p):
@@ -56,7 +58,8 @@ def add_arguments(p):
     p.add_argument("--work", default="runs/bench-throughput", help="folder for the corpus, shards and run files")
     p.add_argument("--workers", type=int, default=0, help="decode processes (default: cores - 1, at least 1)")
     p.add_argument("--prefetch", type=int, default=2, help="batches held ready on the device (0: no thread)")
-    p.add_argument("--cache", default="none", choices=["none", "device"], help="device: also time the device cache")
+    p.add_argument("--cache", default="none", choices=["none", "device", "jpeg", "all"],
+                   help="also time the device cache of decoded pixels (device), of JPEG bytes (jpeg) or both")
     p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
                    help="let cuDNN pick the fastest convolution algorithms (CUDA only)")
     p.add_argument("--peak-n", type=int, default=0, help="matmul side for the peak (default 8192 on CUDA, 1024 on CPU)")
@@ -265,13 +268,14 @@ def run(args) -> int:
     sources = {"synthetic": synthetic_batches(trainer)}
     real = endless(trainer.loader)
     sources["real"] = Prefetcher(real, args.prefetch, device) if args.prefetch else real
-    cache_seconds = None
-    if args.cache == "device":
-        t_cache = time.perf_counter()
-        cached = build_loader(dataclasses.replace(trainer.cfg.data, cache="device"), trainer.train_ds, train=True,
-                              device=str(device))
-        cache_seconds = time.perf_counter() - t_cache
-        sources["device_cache"] = endless(cached)
+    cache_seconds = {}
+    for kind in ("device", "jpeg"):
+        if args.cache in (kind, "all"):
+            t_cache = time.perf_counter()
+            cached = build_loader(dataclasses.replace(trainer.cfg.data, cache=kind), trainer.train_ds, train=True,
+                                  device=str(device))
+            cache_seconds[f"{kind}_cache_build_seconds"] = round(time.perf_counter() - t_cache, 2)
+            sources[f"{kind}_cache"] = endless(cached)
     timers = {}
     try:
         for name, src in sources.items():
@@ -301,7 +305,7 @@ def run(args) -> int:
         result[f"mfu_{name}"] = p["mfu"]
         result[f"gpu_idle_fraction_{name}"] = p["gpu_idle_fraction"]
     syn = timers["synthetic"].rates
-    for name in ("real", "device_cache"):
+    for name in PATHS[1:]:
         if name in timers:  # median of per-round ratios: each round's pair ran back to back
             result[f"{name}_over_synthetic"] = round(statistics.median(
                 a / b for a, b in zip(timers[name].rates, syn)), 4)
@@ -310,7 +314,7 @@ def run(args) -> int:
         # epoch starts inside the real path's steps: each restarts the decode workers (rare on ImageNet)
         real_epoch_restarts=(args.warmup + args.steps * args.repeats) // trainer.steps_per_epoch,
         steps=args.steps, warmup=args.warmup, repeats=args.repeats, setup_seconds=round(trainer.setup_seconds, 2),
-        device_cache_build_seconds=None if cache_seconds is None else round(cache_seconds, 2),
+        **cache_seconds,
         timed_seconds=round(timed_seconds, 2), bench_seconds=round(time.perf_counter() - t_bench, 2),
         cpus=os.cpu_count(), python=platform.python_version(),
     )  # fmt: skip

@@ -12,7 +12,8 @@ class DataConfig:
     random_resized_crop: bool = False  # Inception-style area/aspect crop instead of the paper's S -> C crop
     batch_size: int = 256  # global batch (all ranks together), in images
     workers: int = 2  # decode processes per rank (0 = decode in the training process)
-    cache: str = "auto"  # auto | memory | device | none: hold decoded uint8 images (DESIGN §3.1 device cache)
+    cache: str = "auto"  # auto | memory | device | jpeg | none: decoded uint8 images held (DESIGN §3.1
+    # device cache), or (jpeg, CUDA) the JPEG bytes held and decoded by nvJPEG per batch
     seed: int = 0  # order of samples: permutation per (seed, epoch)
     drop_last: bool = True
     prefetch: int = 2  # batches decoded ahead per worker process (streaming path)

@@ -15,11 +15,15 @@ engine's job (``Augmenter(out_size=C)``). S = 0 keeps the native size when all i
 area/aspect box (area 8-100%, aspect 3/4-4/3, one draw keyed by (seed, epoch, index)) from the original
 image and hands over C x C; this needs the original image, so it always streams.
 
-Two paths, chosen by ``DataConfig.cache``:
+Three paths, chosen by ``DataConfig.cache``:
 
 - cache (``auto`` when it fits, ``memory``, ``device``): the whole data set decoded once into one uint8
   tensor (an IDX source is not decoded at all: its pixel array is used as is), on the target device for
   ``device`` (or ``auto`` on an accelerator); a batch is then one ``index_select``.
+- JPEG cache (``jpeg``, CUDA only): the packed JPEG bytes held once in page-locked host memory and
+  decoded per batch on the GPU by nvJPEG (``minwa.data.jpeg_cache``), for sets whose pixels do not fit
+  the device but whose bytes fit the host; no CPU decoding. Batches equal the stream's to within a
+  few grey levels (nvJPEG's IDCT is not libjpeg-turbo's).
 - stream (``none``, or ``auto`` when the cache would not fit): ``workers`` processes each decode whole
   batches (simplejpeg with DCT-domain downscaling, Pillow fallback, torch's uint8 antialiased resize)
   into a ring of ``workers * prefetch + 1`` shared-memory slots (``minwa.data.workers``), handed over
@@ -46,13 +50,14 @@ import numpy as np
 import torch
 
 from minwa.data import decode as dec
+from minwa.data.jpeg_cache import JpegCache
 from minwa.data import order as ordering
 from minwa.data.config import DataConfig
 from minwa.data.sources import ImageDataset
 from minwa.data.workers import BatchWorkers, empty_images, hwc
 from minwa.errors import MinwaError
 
-CACHE_CHOICES = ("auto", "memory", "device", "none")
+CACHE_CHOICES = ("auto", "memory", "device", "jpeg", "none")
 _RRC_AREA = (0.08, 1.0)
 _RRC_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
 
@@ -250,6 +255,11 @@ class Loader:
         self.mode = self._choose_mode()
         if self.mode == "cache":
             self._build_cache()
+        elif self.mode == "jpeg":
+            self.jpeg = JpegCache(dataset, self.size, self.device)
+            if self.jpeg.nbytes > _host_budget(cfg) * 3:
+                raise MinwaError(f"data.cache=jpeg needs {self.jpeg.nbytes / 2**30:.1f} GiB of host memory for the JPEG "
+                                 "bytes, more than there is room for; use data.cache=none")
 
     # -- set-up --------------------------------------------------------------------------------------
     def _size(self) -> tuple[int, int]:
@@ -273,10 +283,15 @@ class Loader:
         if want == "none":
             return "stream"
         if self.rrc:
-            if want in ("memory", "device"):
+            if want in ("memory", "device", "jpeg"):
                 raise MinwaError("data.random_resized_crop cuts boxes from the original images, so it cannot use "
                                  f"data.cache={want}; use cache=auto or none")
             return "stream"
+        if want == "jpeg":
+            if self.device.type != "cuda":
+                raise MinwaError(f"data.cache=jpeg decodes on a CUDA device with nvJPEG, and this run is on {self.device}; "
+                                 "use data.cache=memory or none")
+            return "jpeg"
         nbytes = len(self.dataset) * math.prod(self.reader.out_shape)
         on_acc = self.device.type != "cpu"
         self.cache_device = self.device if (want == "device" or (want == "auto" and on_acc)) else torch.device("cpu")
@@ -326,7 +341,7 @@ class Loader:
             self.position, self._finished = 0, False
         start, stop = self.position, len(self)
         self.reader.epoch = self.epoch
-        batches = self._cached(start, stop) if self.mode == "cache" else self._streamed(start, stop)
+        batches = {"cache": self._cached, "jpeg": self._decoded_on_device}.get(self.mode, self._streamed)(start, stop)
         for b, batch in zip(range(start, stop), batches):
             self.position = b + 1
             yield batch
@@ -348,6 +363,13 @@ class Loader:
                 _gather(self.cache, idx, images)
             batch = Batch(images, self._labels.index_select(0, idx), idx)
             yield batch if target.type == "cpu" else batch.to(target, non_blocking=pinned)
+
+    def _decoded_on_device(self, start: int, stop: int):
+        order = self.order()
+        for b in range(start, stop):
+            idx = ordering.rank_batch(order, b, self.cfg.batch_size, self.rank, self.world_size)
+            labels = torch.from_numpy(self.dataset.labels[idx])
+            yield Batch(self.jpeg.batch(idx), labels.to(self.device), torch.from_numpy(idx).to(self.device))
 
     def _streamed(self, start: int, stop: int):
         if start >= stop:
