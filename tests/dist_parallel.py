@@ -8,7 +8,8 @@ files, not the exit code. Modes:
 - ``train``: every strategy in ``--strategies``; with ``--save-at K``, the first strategy also saves a
   DCP checkpoint after step K (loader position in ``extra``); then, for each of ``--resume-strategies``,
   load ``--ckpt`` (written by another world size) and run the remaining steps;
-- ``kill``: rank ``--victim`` SIGKILLs itself at step 2; the survivors report what they saw.
+- ``kill``: rank ``--victim`` SIGKILLs itself at step 2; the survivors report what they saw;
+- ``stall``: rank ``--victim`` stays alive but stops before its batch of step 3 (a hung data loader).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from parallel_common import (STRATEGIES, full_state, grad_norm, make_batches, ma
 from minwa.errors import MinwaError  # noqa: E402
 from minwa.parallel import (ParallelConfig, failure_guard, init_distributed, load_distributed, parallelize,  # noqa: E402
                             save_distributed, shutdown)
+from minwa.parallel.watchdog import note_progress  # noqa: E402
 
 
 def run_strategy(name, args, out: Path, mode: str):
@@ -50,13 +52,17 @@ def run_strategy(name, args, out: Path, mode: str):
         for i in range(start, args.steps):
             if mode == "kill" and dims.rank == args.victim and i == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if mode == "stall" and dims.rank == args.victim and i == 2:
+                time.sleep(10 * args.timeout)  # alive (its watchdog thread beats on) but going nowhere
             x, y = batches[i]
+            note_progress()
             loss = step(model, opt, x, y, global_batch=batches.global_batch)
             if i == start:
                 report["grad_norm"] = grad_norm(model)
             total = loss.detach().clone()
             dist.all_reduce(total)
             report["losses"].append(total.item())
+            note_progress()
             if mode == "train" and args.save_at and i + 1 == args.save_at and name == args.strategies.split(",")[0]:
                 save_distributed(out / "ckpt", model, opt, extra={"loader": {"position": i + 1}})
     state = full_state(model)
@@ -71,7 +77,7 @@ def run_strategy(name, args, out: Path, mode: str):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
-    p.add_argument("--mode", default="train", choices=["train", "kill"])
+    p.add_argument("--mode", default="train", choices=["train", "kill", "stall"])
     p.add_argument("--resume-strategies", default="", help="after training: resume --ckpt with these")
     p.add_argument("--strategies", default="fsdp,butterfly,hybrid")
     p.add_argument("--steps", type=int, default=4)

@@ -127,6 +127,22 @@ def test_a_killed_rank_is_named_instead_of_a_hang(fashion_dir, tmp_path):
     assert elapsed < 60  # far below the 30 s collective timeout + startup: nobody waited for it
 
 
+@pytest.mark.dist
+def test_a_stuck_rank_is_named_before_the_collective_timeout(fashion_dir, tmp_path):
+    """Rank 1 stays alive (its heartbeat goes on) but never fetches its batch of step 3: both ranks name
+    it, and where it stopped, before the 12 s collective timeout fires (which says nothing about who)."""
+    t0 = time.monotonic()
+    proc = torchrun(2, tmp_path, "--mode", "stall", "--victim", "1", "--strategies", "fsdp", "--steps", "6",
+                    "--timeout", "12", timeout=120)
+    elapsed = time.monotonic() - t0
+    text = proc.stderr + proc.stdout
+    assert "rank 1 of 2 (" in text and "waiting for the batch of step 3 (data loading)" in text, text[-4000:]
+    assert ("is alive but has made no progress" in text) or ("is stuck" in text), text[-4000:]
+    assert "Timed out" not in text and "timed out" not in text  # named before the backend gave up
+    assert not (tmp_path / "fsdp_w2_stall.json").exists()
+    assert elapsed < 60
+
+
 # --- single-process behaviour (no torchrun) ---
 
 def test_single_process_is_strategy_none_without_a_process_group():

@@ -5,6 +5,11 @@ Three mechanisms, all through the rendezvous store torchrun already runs (so not
 - every rank registers ``host:pid`` and bumps a heartbeat counter from a daemon thread;
 - a monitor thread on every rank watches the others' counters; a rank silent for ``timeout_s`` (killed,
   frozen, node lost) is named on stderr and this process exits, instead of waiting in gloo/NCCL;
+- the same thread publishes this rank's progress (``note_progress``: twice a step, when the batch is in
+  hand and when the step is done). A rank that is alive but stuck (a hung data loader, a deadlock in
+  its own code) still beats, so it is found by its progress: when neither it nor a rank ahead of it
+  has moved for ``STALL_FRACTION * timeout_s`` (before the collective's own timeout fires, which on
+  NCCL kills the process without saying who), both name the stuck rank and where it stopped, and exit;
 - :func:`failure_guard` wraps the training loop: when a collective fails (a peer vanished) it looks up
   which rank is gone (dead pid on this host, a posted error, or a stopped heartbeat) and raises a
   one-line :class:`MinwaError` naming it; a rank that raises itself posts its error for the others.
@@ -29,6 +34,19 @@ from minwa.errors import MinwaError
 
 _PREFIX = "minwa/"
 _state: dict = {}
+_progress = [0]  # this rank's progress marks: 2 per training step (batch in hand, step done)
+STALL_FRACTION = 0.8  # of timeout_s: a rank behind the others and still for this long is named
+
+
+def note_progress() -> None:
+    """Mark progress on this rank: call when a step's batch is in hand and again when the step is done.
+    Cheap (a counter; the watchdog thread publishes it). Without a watchdog running it does nothing."""
+    _progress[0] += 1
+
+
+def _where(p: int) -> str:
+    step = p // 2 + 1
+    return f"waiting for the batch of step {step} (data loading)" if p % 2 == 0 else f"inside step {step}"
 
 
 def _store():
@@ -52,6 +70,7 @@ def start_watchdog(dims, timeout_s: float) -> None:
     if store is None:
         return
     store.set(f"{_PREFIX}who/{dims.rank}", f"{socket.gethostname()}:{os.getpid()}")
+    _progress[0] = 0
     stop = threading.Event()
     _state.update(store=store, dims=dims, timeout_s=timeout_s, stop=stop, interval=_interval(timeout_s))
     if threading.current_thread() is threading.main_thread():
@@ -82,11 +101,17 @@ def _run() -> None:
     interval, timeout_s = _state["interval"], _state["timeout_s"]
     me, world = dims.rank, dims.world_size
     last_seen = {r: (None, time.monotonic()) for r in range(world) if r != me}
+    moved = {r: (None, time.monotonic()) for r in range(world)}  # progress mark, when it last changed
+    stall = STALL_FRACTION * timeout_s
     store_lost_since = None
     while not stop.wait(interval):
         try:
             store.add(f"{_PREFIX}beat/{me}", 1)
+            mine = _progress[0]
+            store.set(f"{_PREFIX}progress/{me}", str(mine))
             now = time.monotonic()
+            if moved[me][0] != mine:
+                moved[me] = (mine, now)
             for r in last_seen:
                 if store.check([f"{_PREFIX}done/{r}"]):
                     last_seen[r] = (None, now)
@@ -101,6 +126,7 @@ def _run() -> None:
                 elif now - since > timeout_s:
                     _die(f"rank {r} of {world} ({_who(store, r)}) has not responded for {now - since:.0f} s "
                          f"(parallel.timeout_s={timeout_s:g}); rank {me} stops instead of waiting")
+                _check_stall(store, r, me, world, moved, now, stall)
             store_lost_since = None
         except Exception as e:  # the store itself is gone (its host died): give it timeout_s, then stop
             if stop.is_set():
@@ -109,6 +135,29 @@ def _run() -> None:
             if time.monotonic() - store_lost_since > timeout_s:
                 _die(f"rank {me} of {world} lost the rendezvous store for {timeout_s:g} s "
                      f"({type(e).__name__}); the node hosting it (rank 0's) is probably down")
+
+
+def _check_stall(store, r: int, me: int, world: int, moved: dict, now: float, stall: float) -> None:
+    """Name a stuck rank: ``r`` and this rank have both been still for ``stall`` s at different points."""
+    key = f"{_PREFIX}progress/{r}"
+    if not store.check([key]):
+        return
+    theirs = int(store.get(key))
+    if moved[r][0] != theirs:
+        moved[r] = (theirs, now)
+    mine, mine_since = moved[me]
+    if theirs == mine or now - moved[r][1] < stall or now - mine_since < stall:
+        return
+    if theirs < mine:  # tell the stuck rank (and the launcher's log) why this one goes
+        with contextlib.suppress(Exception):
+            store.set(f"{_PREFIX}failed/{me}", f"stopped because rank {r} is stuck, {_where(theirs)}")
+        _die(f"rank {r} of {world} ({_who(store, r)}) is alive but has made no progress for {now - moved[r][1]:.0f} s, "
+             f"{_where(theirs)}, while rank {me} waits {_where(mine)}; rank {me} stops instead of waiting")
+    message = (f"rank {me} of {world} ({_who(store, me)}) is stuck: no progress for {now - mine_since:.0f} s, "
+               f"{_where(mine)}, while rank {r} waits {_where(theirs)}")
+    with contextlib.suppress(Exception):
+        store.set(f"{_PREFIX}failed/{me}", message)
+    _die(f"{message}; rank {me} stops")
 
 
 def _on_sigterm(signum, frame) -> None:

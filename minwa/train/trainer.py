@@ -23,6 +23,7 @@ from torch import nn
 
 from minwa import config as config_io
 from minwa.errors import MinwaError
+from minwa.parallel.watchdog import note_progress
 from minwa.train.checkpoint import load_checkpoint, save_checkpoint
 from minwa.train.config import TrainConfig
 from minwa.train.optim import Schedule, build_optimizer, scaled_lr, set_lr
@@ -252,6 +253,7 @@ class Trainer:
     # -- the loop
     def train_step(self, batch) -> torch.Tensor:
         cfg = self.cfg
+        note_progress()  # the batch is in hand (the watchdog names a rank stuck before or inside a step)
         x = self.augmenter(batch.images, batch.indices, self.epoch, cfg.seed)
         x = x.to(self.dtype)
         if cfg.model.channels_last:
@@ -270,6 +272,7 @@ class Trainer:
             self.ema.update_parameters(self.model)
         self.step += 1
         self._last_lr = lr
+        note_progress()
         # this rank's share, scaled to a batch mean; a tensor, so the GPU is not waited for every step
         return loss.detach() * self.dims.world_size
 
