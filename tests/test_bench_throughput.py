@@ -37,7 +37,9 @@ def test_throughput_benchmark_reports_every_path(tmp_path, capsys):
         # MFU is exactly 3 x forward FLOPs x images/s over the measured peak
         want = out["train_flops_per_image"] * out[f"{path}_img_s"] / out["matmul_peak_flop_s"]
         assert out[f"mfu_{path}"] == pytest.approx(want, rel=1e-3)
-    assert out["real_epoch_restarts"] == (1 + 2 * 2) // 4  # 32 images = 4 batches
+    assert out["real_drained_batches_per_round"] == 1 * 2 + 1 + 2  # workers * prefetch + 1 + the thread's 2
+    # 32 images = 4 batches, fewer than drain + steps: the timed steps cannot avoid the restarts here
+    assert out["real_epoch_restarts"] >= (1 + (2 + 5) * 2) // 4 and out["real_epoch_restarts_in_timed_steps"] >= 0
     assert out["real_over_synthetic"] > 0 and out["device_cache_over_synthetic"] > 0
     assert out["device_cache_build_seconds"] >= 0 and "jpeg_cache_img_s" not in out
 
@@ -50,3 +52,23 @@ def test_throughput_benchmark_needs_shards(tmp_path):
 def test_matmul_peak_takes_a_device():
     assert measure_matmul_peak(torch.float32, n=128, reps=2, device="cpu") > 1e8
     assert measure_matmul_peak(torch.float32, n=128, reps=2) > 1e8  # the old signature still works
+
+
+def test_real_rounds_drain_the_lead_and_keep_timed_steps_off_epoch_restarts():
+    """The runbook's shape (48 batches an epoch, 5 warm-up, 33 drained + 14 timed a round): every timed
+    window starts at least 33 batches into an epoch and never spans a restart."""
+    import itertools
+    import types
+
+    from minwa.benchmarks.throughput import PathTimer
+
+    timed = []
+    trainer = types.SimpleNamespace(device=torch.device("cpu"), global_batch=1,
+                                    train_step=lambda b: timed.append(b))
+    timer = PathTimer("real", trainer, itertools.count(), warmup=5, epoch_len=48)
+    for _ in range(4):
+        timed.clear()
+        timer.round(14, drain=33)
+        first, last = timed[0], timed[-1]
+        assert len(timed) == 14 and first % 48 >= 33 and first // 48 == last // 48, (first, last)
+    assert timer.restarts_timed == 0

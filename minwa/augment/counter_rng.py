@@ -47,10 +47,21 @@ def stream_bits(indices: torch.Tensor, epoch: int, seed: int, streams) -> torch.
     idx = indices.to(torch.int64).reshape(-1)
     h = mix32((idx & _M32) ^ key)
     h = mix32(h ^ mix32((idx >> 32) & _M32) ^ _mix32_int(key + 3 * _GOLDEN))
-    ids = range(streams) if isinstance(streams, int) else streams
-    lanes = torch.tensor(list(ids), device=idx.device, dtype=torch.int64)
-    lanes = mix32((lanes * _GOLDEN + 0x632BE5AB) & _M32)
-    return mix32(h[:, None] ^ lanes[None, :])
+    ids = tuple(range(streams) if isinstance(streams, int) else streams)
+    return mix32(h[:, None] ^ _lanes(ids, idx.device)[None, :])
+
+
+_LANES: dict = {}
+
+
+def _lanes(ids: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The mixed stream words, made once per (streams, device): building them from a Python list on a GPU
+    is a blocking host-to-device copy, which would stall every batch."""
+    key = (ids, str(device))
+    if key not in _LANES:
+        lanes = torch.tensor(ids, dtype=torch.int64)
+        _LANES[key] = mix32((lanes * _GOLDEN + 0x632BE5AB) & _M32).to(device)
+    return _LANES[key]
 
 
 def uniform(bits: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,7 @@ class Augmenter:
             pca = load_pca(c.pca_file) if c.pca_file else None
         self.pca = pca
         self.margin = geometry.margin_for(c, self.out)
-        self._norm: dict = {}
+        self._consts: dict = {}
 
     # -- helpers -------------------------------------------------------------------------------------
     def _check(self, images: torch.Tensor) -> None:
@@ -71,24 +71,30 @@ class Augmenter:
 
     def _normaliser(self, channels: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         key = (channels, str(device))
-        if key not in self._norm:
-            self._norm[key] = photometric.normalise_factors(self.mean, self.std, channels, device)
-        return self._norm[key]
+        if key not in self._consts:
+            self._consts[key] = photometric.normalise_factors(self.mean, self.std, channels, device)
+        return self._consts[key]
 
-    def _pca_for(self, channels: int):
+    def _pca_for(self, channels: int, device="cpu"):
+        """(eigvals, eigvecs) on ``device`` (kept there: a copy per batch would stall a GPU), or None."""
         if self.cfg.pca_lighting <= 0:
             return None
         pca = self.pca if self.pca is not None else (imagenet_pca() if channels == 3 else None)
-        if pca is not None and pca[0].numel() != channels:
+        if pca is None:
+            return None
+        if pca[0].numel() != channels:
             raise MinwaError(f"PCA lighting has {pca[0].numel()} components for {channels}-channel images")
-        return pca
+        key = ("pca", channels, str(device))
+        if key not in self._consts:
+            self._consts[key] = tuple(t.to(device, torch.float32) for t in pca)
+        return self._consts[key]
 
     # -- the two paths -------------------------------------------------------------------------------
     def params(self, images: torch.Tensor, indices: torch.Tensor, epoch: int, seed: int) -> AugmentParams:
         """The parameters ``__call__`` uses for this batch (for previews and tests)."""
         indices = torch.as_tensor(indices, dtype=torch.int64).to(images.device)
         return sample_params(self.cfg, indices, int(epoch), int(seed), tuple(images.shape[-2:]), self.out,
-                             self._pca_for(images.shape[1]))
+                             self._pca_for(images.shape[1], images.device))
 
     def __call__(self, images: torch.Tensor, indices, epoch: int = 0, seed: int = 0,
                  out: torch.Tensor | None = None) -> torch.Tensor:
@@ -134,7 +140,7 @@ class Augmenter:
             raise MinwaError(f"augment out= must be a contiguous float32 {(n, ch, self.out, self.out)} tensor "
                              f"on {images.device}")
         scale, shift = self._normaliser(ch, images.device)
-        offset = c.color_cast or (c.pca_lighting > 0 and self._pca_for(ch) is not None)
+        offset = c.color_cast or (c.pca_lighting > 0 and self._pca_for(ch, images.device) is not None)
         if self.uses_kernel(images):
             x = cpu_kernel.run(images, p, self.out, c.fill, self.margin, scale, shift, offset, out=out)
             return photometric.erase_(x, p) if c.erase > 0 else x
@@ -144,7 +150,9 @@ class Augmenter:
     def _apply_torch(self, images, p, scale, shift, offset) -> torch.Tensor:
         c = self.cfg
         static_integer = c.rotation == 0 and not c.lens
-        if static_integer or p.integer_geometry:
+        # asking whether this batch drew only integer geometry is a host sync on a GPU: warp there (the
+        # warp of integer parameters is the same crop, tested)
+        if static_integer or (images.device.type == "cpu" and p.integer_geometry):
             fill = "border" if c.fill == "surround" else c.fill
             x = geometry.gather_windows(images, p, self.out, fill, flip=True).to(torch.float32)
         else:

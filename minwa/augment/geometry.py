@@ -71,7 +71,8 @@ def gather_windows(images: torch.Tensor, p: AugmentParams, out: int, fill: str, 
     cols, vc = _fold(cols, w, edge)
     index = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, size * size)
     win = images.reshape(n, c, h * w).gather(2, index.expand(n, c, size * size)).reshape(n, c, size, size)
-    if vr is not None and not (bool(vr.all()) and bool(vc.all())):
+    # on a GPU, multiply always: asking whether every index was valid would be a host sync per batch
+    if vr is not None and (images.device.type != "cpu" or not (bool(vr.all()) and bool(vc.all()))):
         win = win * (vr[:, :, None] & vc[:, None, :]).unsqueeze(1).to(win.dtype)
     return win
 

@@ -8,7 +8,10 @@ rounds so that drift hits them alike:
   augmenter and step: the ceiling where loading costs nothing.
 - ``real``: ``build_loader`` streaming the JPEG shards (``--workers`` decode processes, ``cache=none``),
   with a thread that keeps ``--prefetch`` batches ready on the device (on CUDA their host-to-device
-  copies run on a side stream), so loading overlaps compute.
+  copies run on a side stream), so loading overlaps compute. The workers decode ahead while the other
+  paths are timed (up to ``workers * 2 + 1`` batches in shared slots, plus the thread's), so each real
+  round first drains that many batches untimed: the timed steps see the decoders' sustained rate, not a
+  full buffer (``real_drained_batches_per_round``).
 - ``device_cache`` (``--cache device``): the shards decoded once into one uint8 tensor on the device.
 - ``jpeg_cache`` (``--cache jpeg``, CUDA): the JPEG bytes held in host memory, decoded per batch on the
   GPU by nvJPEG (``data.cache=jpeg``). ``--cache all`` times both caches.
@@ -165,26 +168,48 @@ def synthetic_batches(trainer, sets: int = 4):
 class PathTimer:
     """Times ``trainer.train_step`` on one batch source: warm-up once, then rounds of ``steps`` steps."""
 
-    def __init__(self, name: str, trainer, batches, warmup: int):
+    def __init__(self, name: str, trainer, batches, warmup: int, epoch_len: int = 0):
         self.name, self.trainer, self.batches = name, trainer, batches
         self.cuda = trainer.device.type == "cuda"
         self.rates: list[float] = []
         self.busy: list[float] = []
         self.step_ms: list[float] = []
+        self.epoch_len, self.pulled, self.restarts_timed = epoch_len, 0, 0
         for _ in range(warmup):
-            trainer.train_step(next(self.batches))
+            trainer.train_step(self._next())
         self._sync()
+
+    def _next(self):
+        self.pulled += 1
+        return next(self.batches)
 
     def _sync(self):
         if self.cuda:
             torch.cuda.synchronize(self.trainer.device)
 
-    def round(self, steps: int) -> float:
+    def round(self, steps: int, drain: int = 0) -> float:
+        """Images/s over ``steps`` timed steps, after pulling ``drain`` batches untimed (and unused).
+
+        With ``epoch_len`` (a streamed source, whose workers restart each epoch) the timed steps are kept
+        off an epoch's start where they fit: the drain then runs on past the restart and its lead."""
+        E, p = self.epoch_len, self.pulled
+        if E and drain and drain + steps <= E:
+            start = p + drain
+            restart = start - start % E  # the last epoch start at or before the first timed batch
+            if start % E + steps > E:  # the timed steps would span a restart: after it, past a new lead
+                start = restart + E + drain
+            elif p < restart < start < restart + drain:  # a restart during the drain: drain its new lead
+                start = restart + drain
+            drain = start - p
+        for _ in range(drain):
+            self._next()
+        if E and self.pulled % E + steps > E:
+            self.restarts_timed += 1
         events = []
         self._sync()
         t0 = time.perf_counter()
         for _ in range(steps):
-            batch = next(self.batches)  # waits for its copy on the side stream before the start event
+            batch = self._next()  # waits for its copy on the side stream before the start event
             if self.cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
@@ -252,8 +277,6 @@ def run(args) -> int:
         raise MinwaError("--steps, --repeats and --batch must be at least 1, --warmup and --prefetch at least 0")
     t_bench = time.perf_counter()
     device = resolve_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
     shards = prepare(args)
     if open_dataset(shards).channels != 3:
         raise MinwaError(f"the throughput benchmark needs colour photographs; {shards} holds grey images")
@@ -261,6 +284,8 @@ def run(args) -> int:
     peak = measure_matmul_peak(dtype, n=args.peak_n or (8192 if device.type == "cuda" else 1024),
                                reps=10 if device.type == "cuda" else 6, device=device)
     trainer = build_trainer(args, shards, device)
+    if device.type == "cuda":  # after the Trainer, which turns autotuning on for itself
+        torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
     fwd = flops_per_image(trainer)
     train_flops = 3 * fwd  # forward + backward ≈ 3× forward
 
@@ -276,13 +301,16 @@ def run(args) -> int:
                                   device=str(device))
             cache_seconds[f"{kind}_cache_build_seconds"] = round(time.perf_counter() - t_cache, 2)
             sources[f"{kind}_cache"] = endless(cached)
+    cfg_data = trainer.cfg.data
+    drain = cfg_data.workers * cfg_data.prefetch + 1 + args.prefetch  # batches decoded ahead, at most
     timers = {}
     try:
         for name, src in sources.items():
-            timers[name] = PathTimer(name, trainer, src, args.warmup)
+            timers[name] = PathTimer(name, trainer, src, args.warmup,
+                                     epoch_len=trainer.steps_per_epoch if name == "real" else 0)
         for r in range(args.repeats):
             for name, timer in timers.items():
-                rate = timer.round(args.steps)
+                rate = timer.round(args.steps, drain if name == "real" else 0)
                 if not args.json:
                     print(f"round {r + 1}: {name:12s} {rate:10.1f} images/s", flush=True)
     finally:
@@ -312,7 +340,8 @@ def run(args) -> int:
     result.update(
         shards=str(shards), corpus_images=len(trainer.train_ds), batches_per_epoch=trainer.steps_per_epoch,
         # epoch starts inside the real path's steps: each restarts the decode workers (rare on ImageNet)
-        real_epoch_restarts=(args.warmup + args.steps * args.repeats) // trainer.steps_per_epoch,
+        real_epoch_restarts=timers["real"].pulled // trainer.steps_per_epoch,
+        real_epoch_restarts_in_timed_steps=timers["real"].restarts_timed, real_drained_batches_per_round=drain,
         steps=args.steps, warmup=args.warmup, repeats=args.repeats, setup_seconds=round(trainer.setup_seconds, 2),
         **cache_seconds,
         timed_seconds=round(timed_seconds, 2), bench_seconds=round(time.perf_counter() - t_bench, 2),
@@ -348,9 +377,10 @@ def print_table(result: dict) -> None:
         table.add_row(name, f"{p['images_per_s']:.1f}", f"{p['step_ms']:.1f}", f"{p['mfu']:.1%}",
                       f"{ratio:.1%}" if ratio is not None else "", "n/a" if idle is None else f"{idle:.1%}")
     Console().print(table)
-    if result["real_epoch_restarts"]:
+    if result["real_epoch_restarts_in_timed_steps"]:
         print(f"note: the corpus is {result['batches_per_epoch']} batches long, so the real path restarted its "
-              f"workers {result['real_epoch_restarts']} time(s); use a larger --make-corpus to avoid that")
+              f"workers {result['real_epoch_restarts_in_timed_steps']} time(s) inside timed steps; use a larger "
+              "--make-corpus to avoid that")
     print(f"{result['forward_flops_per_image'] / 1e9:.3f} GFLOP/image forward (×3 per training image); "
           f"measured {result['precision']} matmul peak {result['matmul_peak_flop_s'] / 1e12:.2f} TFLOP/s; "
           f"torch {result['torch']}")

@@ -1,5 +1,5 @@
-"""The JPEG device cache (Deep Image §3.1): the packed JPEG bytes held once in (page-locked) host memory,
-decoded on the GPU per batch by nvJPEG, resized there: no CPU decode at all.
+"""The JPEG device cache (Deep Image §3.1): the packed JPEG bytes held once in host memory, decoded on
+the GPU per batch by nvJPEG, resized there: no CPU decode at all.
 
 For data sets whose decoded pixels do not fit the accelerator but whose JPEG bytes fit host memory
 (ImageNet at 500x375 q90 is ~48 KB an image against ~150 KB of 224x224 pixels). nvJPEG is reached through
@@ -9,6 +9,14 @@ antialiased bilinear resize of the kept box) in float on the device, rounded to 
 the CPU loader's to within a few grey levels (nvJPEG's IDCT and chroma upsampling differ from
 libjpeg-turbo's in the last bits). Images of equal size are resized together, one call per size.
 Samples that are not JPEGs (PNG for 1-channel data) are decoded on the CPU and uploaded.
+
+Streams: torchvision allocates the decoded images on the caller's current stream and writes them from a
+private one that does not wait for the caller's (pytorch/vision PR 9606): memory just freed by the
+previous training step, still being read by its queued kernels, could be overwritten. So decoding runs
+under a stream of its own (its allocations come from that stream's pool, which the training stream never
+frees into); the consumer's stream then waits for it and marks the images as used there. The bytes are
+not page-locked: pinned allocations are rounded up to a power of two (up to twice the memory), and
+nvJPEG reads them from the host either way.
 """
 
 from __future__ import annotations
@@ -56,8 +64,8 @@ class JpegCache:
         self.decode = decode or nvjpeg_decoder()
         sizes = np.asarray(dataset.index["size"], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)])
-        pin = self.device.type == "cuda"
-        self.blob = torch.empty(int(self.offsets[-1]), dtype=torch.uint8, pin_memory=pin)
+        self.blob = torch.empty(int(self.offsets[-1]), dtype=torch.uint8)
+        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         view = self.blob.numpy()
         self.is_jpeg = np.zeros(len(dataset), dtype=bool)
         for i in range(len(dataset)):
@@ -73,10 +81,7 @@ class JpegCache:
         jpeg = [j for j, i in enumerate(idx.tolist()) if self.is_jpeg[i]]
         if jpeg:
             datas = [self.blob[self.offsets[idx[j]] : self.offsets[idx[j] + 1]] for j in jpeg]
-            try:
-                images = self.decode(datas, c, self.device)
-            except RuntimeError as e:
-                raise MinwaError(f"the GPU could not decode a batch of {self.ds.path}: {e}") from None
+            images = self._decode(datas, c)
             groups: dict[tuple[int, int], list[int]] = defaultdict(list)
             for k, img in enumerate(images):
                 groups[tuple(img.shape[-2:])].append(k)
@@ -88,6 +93,20 @@ class JpegCache:
             if not self.is_jpeg[i]:
                 out[j] = dec.resize_square_chw(self.ds.image(i, min_side=s), s).to(self.device)
         return out
+
+    def _decode(self, datas: list[torch.Tensor], channels: int) -> list[torch.Tensor]:
+        try:
+            if self.stream is None:
+                return self.decode(datas, channels, self.device)
+            main = torch.cuda.current_stream(self.device)
+            with torch.cuda.stream(self.stream):
+                images = self.decode(datas, channels, self.device)
+            main.wait_stream(self.stream)
+            for img in images:
+                img.record_stream(main)
+            return images
+        except RuntimeError as e:
+            raise MinwaError(f"the GPU could not decode a batch of {self.ds.path}: {e}") from None
 
 
 def _resize_uint8(x: torch.Tensor, s: int) -> torch.Tensor:

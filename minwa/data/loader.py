@@ -20,7 +20,7 @@ Three paths, chosen by ``DataConfig.cache``:
 - cache (``auto`` when it fits, ``memory``, ``device``): the whole data set decoded once into one uint8
   tensor (an IDX source is not decoded at all: its pixel array is used as is), on the target device for
   ``device`` (or ``auto`` on an accelerator); a batch is then one ``index_select``.
-- JPEG cache (``jpeg``, CUDA only): the packed JPEG bytes held once in page-locked host memory and
+- JPEG cache (``jpeg``, CUDA only): the packed JPEG bytes held once in host memory and
   decoded per batch on the GPU by nvJPEG (``minwa.data.jpeg_cache``), for sets whose pixels do not fit
   the device but whose bytes fit the host; no CPU decoding. Batches equal the stream's to within a
   few grey levels (nvJPEG's IDCT is not libjpeg-turbo's).

@@ -437,9 +437,12 @@ class Trainer:
         return save_checkpoint(self.out / "final", state, self.checkpoint_meta(val_acc))
 
     def train_state(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch, "loader": self.loader.state_dict(),
-                "schedule": self.schedule.state_dict(), "torch_rng": torch.get_rng_state(),
-                "world_size": self.dims.world_size}
+        state = {"step": self.step, "epoch": self.epoch, "loader": self.loader.state_dict(),
+                 "schedule": self.schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+                 "world_size": self.dims.world_size}
+        if self.device.type == "cuda":  # dropout on a GPU draws from the device's generator
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def save_train_state(self):
         extra = self.train_state()
@@ -477,6 +480,8 @@ class Trainer:
         self._resumed_mid_epoch = True
         self.schedule.load_state_dict(extra["schedule"])
         torch.set_rng_state(extra["torch_rng"].to(torch.uint8).cpu())
+        if "cuda_rng" in extra and self.device.type == "cuda":
+            torch.cuda.set_rng_state(extra["cuda_rng"].to(torch.uint8).cpu(), self.device)
 
     def _plot(self):
         from minwa.train.plots import plot_learning_curve
