@@ -19,6 +19,13 @@ def _bn(c, device, dtype):
     return nn.BatchNorm2d(c, device=device, dtype=dtype)
 
 
+def _shortcut(ci, co, stride, device, dtype):
+    """torchvision's projection shortcut (1×1 conv + BN) where the shape changes, else None (identity)."""
+    if stride == 1 and ci == co:
+        return None
+    return nn.Sequential(nn.Conv2d(ci, co, 1, stride, bias=False, device=device, dtype=dtype), _bn(co, device, dtype))
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -30,10 +37,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, co, 3, 1, 1, bias=False, device=device, dtype=dtype)
         self.bn2 = _bn(co, device, dtype)
         self.relu = nn.ReLU(inplace=inplace)
-        self.downsample = None
-        if stride != 1 or ci != co:
-            self.downsample = nn.Sequential(nn.Conv2d(ci, co, 1, stride, bias=False, device=device, dtype=dtype),
-                                            _bn(co, device, dtype))
+        self.downsample = _shortcut(ci, co, stride, device, dtype)
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -54,10 +58,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, co, 1, bias=False, device=device, dtype=dtype)
         self.bn3 = _bn(co, device, dtype)
         self.relu = nn.ReLU(inplace=inplace)
-        self.downsample = None
-        if stride != 1 or ci != co:
-            self.downsample = nn.Sequential(nn.Conv2d(ci, co, 1, stride, bias=False, device=device, dtype=dtype),
-                                            _bn(co, device, dtype))
+        self.downsample = _shortcut(ci, co, stride, device, dtype)
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
