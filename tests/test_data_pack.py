@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import odd_folder, photo_folder, small_idx
+from data_fixtures import odd_folder, photo, photo_folder, small_idx
 
 from minwa.data import ShardDataset, open_dataset, pack, verify
 from minwa.data import decode as dec
@@ -274,3 +274,57 @@ def test_pack_refuses_a_foreign_output_folder(tmp_path, fashion_small):
     with pytest.raises(MinwaError, match="already holds other files"):
         pack(fashion_small[0], tmp_path / "mine", progress=False)
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_phone_heic_photos_are_packed_with_the_plugin_and_named_without(tmp_path, monkeypatch):
+    """HEIC (what phones save) goes through pillow-heif when installed; without it, the reason says what to
+    install. Other odd formats a photo folder holds (WebP, animated GIF, BMP, 16-bit TIFF, AVIF where Pillow
+    has it) are packed."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    cat = photo("chelsea")
+    src = tmp_path / "src"
+    for cls in ("phone", "other"):
+        (src / cls).mkdir(parents=True)
+    heif = pillow_heif.from_bytes(mode="RGB", size=(cat.shape[1], cat.shape[0]), data=cat.tobytes())
+    heif.save(src / "phone" / "IMG_0001.HEIC", quality=90)
+    Image.fromarray(cat).save(src / "other" / "a.webp", quality=90)
+    Image.fromarray(cat).save(src / "other" / "b.gif", save_all=True, append_images=[Image.fromarray(cat[::-1])])
+    Image.fromarray(cat).save(src / "other" / "c.bmp")
+    Image.fromarray(cat[:, :, 0].astype(np.uint16) * 257).save(src / "other" / "d.tif")
+    n = 5
+    from PIL import features
+
+    if features.check("avif"):
+        Image.fromarray(cat).save(src / "other" / "e.avif", quality=90)
+        n += 1
+    m = pack(src, tmp_path / "with", workers=1, progress=False)
+    assert m["rejected"] == [] and m["num_samples"] == n
+    ds = open_dataset(tmp_path / "with")
+    heic = next(i for i in range(len(ds)) if ds.labels[i] == ds.classes.index("phone"))
+    assert np.abs(ds.image(heic).astype(float) - cat).mean() < 4  # a q90 HEIC, then a q90 JPEG
+    assert np.abs(dec.read_image(src / "phone" / "IMG_0001.HEIC").astype(float) - cat).mean() < 3
+
+    monkeypatch.setattr(dec, "_heif_registered", [False])  # as if pillow-heif were not installed
+    m = pack(src, tmp_path / "without", workers=1, progress=False)
+    assert [r["reason"] for r in m["rejected"]] == [dec.NEEDS_PLUGIN] and m["num_samples"] == n - 1
+    with pytest.raises(MinwaError, match="pillow-heif"):
+        dec.read_image(src / "phone" / "IMG_0001.HEIC")
+
+
+def test_pack_command_names_empty_class_folders_and_exits_1_on_rejects(tmp_path, capsys):
+    from PIL import Image
+
+    from minwa.cli import main
+
+    for cls in ("cats", "dogs", "empty/sub"):
+        (tmp_path / "src" / cls).mkdir(parents=True)
+    Image.fromarray(photo("chelsea")).save(tmp_path / "src" / "cats" / "a.jpg")
+    Image.fromarray(photo("coffee")).save(tmp_path / "src" / "dogs" / "b.png")
+    assert main(["pack", "--quiet", str(tmp_path / "src"), str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "packed 2 images (3 classes)" in out and "hold no packed image: empty" in out
+    (tmp_path / "src" / "dogs" / "notes.txt").write_text("not a photo")
+    assert main(["pack", "--quiet", str(tmp_path / "src"), str(tmp_path / "out2")]) == 1
+    assert "1 rejected" in capsys.readouterr().out

@@ -17,21 +17,15 @@ def add_arguments(p):
 def run(args) -> int:
     import io
 
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
     from minwa.augment.preview import preview_grid
+    from minwa.data.decode import read_image
     from minwa.errors import MinwaError, require_path
     from minwa.utils.atomic import atomic_write_bytes
 
     path = require_path(args.image, "image")
     if args.crop < 8 or args.scale < args.crop or args.samples < 1:
         raise MinwaError("augment-preview needs --scale >= --crop >= 8 and --samples >= 1")
-    try:
-        with Image.open(path) as im:
-            image = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:
-        raise MinwaError(f"cannot read image {path}: {e}") from None
+    image = read_image(path, 3)
     sheet = preview_grid(image, args.scale, args.crop, args.samples, args.seed, args.fill)
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")

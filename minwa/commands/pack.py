@@ -37,4 +37,8 @@ def run(args) -> int:
         print(f"  rejected {r['path']}: {r['reason']}")
     if len(rejected) > 10:
         print(f"  ... and {len(rejected) - 10} more")
+    empty = [c for c, n in zip(m["classes"], m.get("class_counts") or []) if n == 0]
+    if empty:
+        print(f"note: {len(empty)} class folder(s) hold no packed image: {', '.join(empty[:10])}"
+              f"{' ...' if len(empty) > 10 else ''} (kept as classes, so labels match other packs of the tree)")
     return 1 if rejected else 0

@@ -24,6 +24,7 @@ import math
 import struct
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import simplejpeg
@@ -37,7 +38,11 @@ TRUNCATED = "truncated image data"
 CORRUPT = "corrupt image data"
 TOO_LARGE = "image too large"  # + " (N megapixels)"
 UNSUPPORTED_MODE = "unsupported image mode"  # + " X"
-REASONS = (EMPTY, NOT_AN_IMAGE, TRUNCATED, CORRUPT, TOO_LARGE, UNSUPPORTED_MODE)
+NEEDS_PLUGIN = "HEIC/HEIF image, which Pillow reads only with the pillow-heif plugin (pip install 'minwa[heic]')"
+REASONS = (EMPTY, NOT_AN_IMAGE, TRUNCATED, CORRUPT, TOO_LARGE, UNSUPPORTED_MODE, NEEDS_PLUGIN)
+# ISO-BMFF brands of HEIF images (phones' HEIC photos); AVIF Pillow reads by itself
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+_heif_registered: list[bool] = []
 
 MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # Pillow's own decompression-bomb limit (~179 MP)
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -105,10 +110,54 @@ def decode_png_fast(data: bytes, channels: int) -> np.ndarray | None:
 
 
 # ------------------------------------------------------------------------------------------ decoding
+def is_heif(data: bytes) -> bool:
+    return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
+def _heif_plugin() -> bool:
+    """Register pillow-heif's opener once, if it is installed (HEIC photos from phones)."""
+    if not _heif_registered:
+        try:
+            from pillow_heif import register_heif_opener
+
+            register_heif_opener()
+            _heif_registered.append(True)
+        except ImportError:
+            _heif_registered.append(False)
+    return _heif_registered[0]
+
+
 def _open(data: bytes) -> Image.Image:
+    """Pillow's image of ``data``; ``Rejected(NEEDS_PLUGIN)`` for a HEIF file Pillow cannot read here."""
+    if is_heif(data) and not _heif_plugin():
+        raise Rejected(NEEDS_PLUGIN)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return Image.open(io.BytesIO(data))
+
+
+def read_image(path, channels: int = 3) -> np.ndarray:
+    """An image file a user points at (``predict``, ``augment-preview``) as HxWxC uint8, decoded exactly as
+    ``pack`` decodes its sources (EXIF rotation applied); one-sentence ``MinwaError`` when it cannot be."""
+    from minwa.errors import MinwaError
+
+    p = Path(path)
+    if not p.is_file():
+        raise MinwaError(f"image not found: {p}")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise MinwaError(f"cannot read image {p}: {e.strerror or e}") from None
+    try:
+        if not data:
+            raise Rejected(EMPTY)
+        return decode_source(data, channels)
+    except Rejected as e:
+        raise MinwaError(f"cannot decode image {p}: {e}") from None
+    except UnidentifiedImageError:
+        raise MinwaError(f"cannot decode image {p}: {NOT_AN_IMAGE}") from None
+    except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
+        raise MinwaError(f"cannot decode image {p}: {_classify_failure(data, e)} ({e})") from None
 
 
 def pil_to_array(img: Image.Image, channels: int) -> np.ndarray:

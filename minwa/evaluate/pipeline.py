@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from minwa.data.decode import read_image
 from minwa.errors import MinwaError
 from minwa.evaluate.config import EvalConfig
 from minwa.evaluate.ensemble import (Member, ensemble_probs, load_members, mean_probs, prepare, view_probs)
@@ -155,19 +156,6 @@ def _progress_bar(enabled: bool, n: int):
     return bar
 
 
-def _decode(path, channels: int) -> np.ndarray:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise MinwaError(f"image not found: {p}")
-    try:
-        with Image.open(p) as im:
-            im = ImageOps.exif_transpose(im).convert("L" if channels == 1 else "RGB")
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError) as e:
-        raise MinwaError(f"cannot decode image {p} ({e})") from None
-    return arr[..., None] if arr.ndim == 2 else arr
 
 
 def predict(ckpts, images, topk: int = 5, *, scales=(), flip: bool = False, dense: bool = False,
@@ -179,7 +167,7 @@ def predict(ckpts, images, topk: int = 5, *, scales=(), flip: bool = False, dens
     prepare(members, dev)
     classes = members[0].classes
     channels = 1 if all(m.in_chans == 1 for m in members) else 3
-    arrays = [im if isinstance(im, np.ndarray) else _decode(im, channels) for im in images]
+    arrays = [im if isinstance(im, np.ndarray) else read_image(im, channels) for im in images]
     per_member = []
     for m in members:
         vp = view_probs(m, arrays, list(scales) or [m.scale], flip, dense, dev, precision)
