@@ -17,5 +17,6 @@ class DataConfig:
     seed: int = 0  # order of samples: permutation per (seed, epoch)
     drop_last: bool = True
     prefetch: int = 2  # batches decoded ahead per worker process (streaming path)
+    shard_cache: bool = False  # several ranks: each caches 1/world of the set, batches traded (all_to_all)
     cache_gb: float = 0.0  # cache size limit in GiB (0 = auto: a quarter of RAM, a third of free device memory)
     classes: list[str] = field(default_factory=list)  # train/validate on these classes only (renumbered 0..k-1)

@@ -51,6 +51,7 @@ import torch
 
 from minwa.data import decode as dec
 from minwa.data.jpeg_cache import JpegCache
+from minwa.data.sharded_cache import ShardedCache, owned
 from minwa.data import order as ordering
 from minwa.data.config import DataConfig
 from minwa.data.sources import ImageDataset
@@ -154,26 +155,30 @@ _FILL: dict = {}
 
 
 def _fill_range(bounds: tuple[int, int]) -> None:
-    reader, out = _FILL["reader"], _FILL["out"]
-    for i in range(*bounds):
-        reader.read(i, out[i])
+    reader, out, which = _FILL["reader"], _FILL["out"], _FILL["which"]
+    for j in range(*bounds):
+        reader.read(j if which is None else int(which[j]), out[j])
 
 
-def decode_all(dataset: ImageDataset, size: tuple[int, int], workers: int) -> torch.Tensor:
-    """Every image of ``dataset`` at ``size`` in one N x C x H x W uint8 tensor (CPU), in the batches'
-    memory layout (``workers.image_format``: channels-last for colour).
+def decode_all(dataset: ImageDataset, size: tuple[int, int], workers: int,
+               which: np.ndarray | None = None) -> torch.Tensor:
+    """Every image of ``dataset`` (or the samples ``which``, in that order) at ``size`` in one
+    N x C x H x W uint8 tensor (CPU), in the batches' memory layout (``workers.image_format``:
+    channels-last for colour).
 
     An IDX source is copied as is (no decoding); otherwise ``workers`` forked processes decode ranges
     straight into one shared-memory tensor.
     """
     pixels = dataset.pixels()
     if pixels is not None and tuple(pixels.shape[1:3]) == tuple(size):
+        pixels = pixels if which is None else pixels[which]
         if pixels.shape[3] > 1:  # N x H x W x C is channels-last memory already
             return torch.from_numpy(np.array(pixels)).permute(0, 3, 1, 2)
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).copy())
     reader = _SampleReader(dataset, size, 0, 0)
-    n = len(dataset)
+    n = len(dataset) if which is None else len(which)
     out = empty_images((n, *reader.out_shape))
+    _FILL["which"] = which
     if workers <= 1 or n < 4096 or "fork" not in mp.get_all_start_methods():
         _FILL.update(reader=reader, out=out)
         try:
@@ -205,6 +210,18 @@ def _gather(cache: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = N
         return hwc(cache).index_select(0, idx).permute(0, 3, 1, 2)
     torch.index_select(hwc(cache), 0, idx, out=hwc(out))
     return out
+
+
+def _check_exchange(cache_device: torch.device) -> None:
+    """A split cache trades images through the ranks' process group: there must be one, able to carry
+    tensors of the cache's device."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        raise MinwaError("data.shard_cache trades images between ranks: start the ranks with torchrun")
+    if dist.get_backend() == "nccl" and cache_device.type == "cpu":
+        raise MinwaError("data.shard_cache on GPUs trades images through NCCL, so the cache must be on them: "
+                         "use data.cache=device")
 
 
 def _host_budget(cfg: DataConfig) -> int:
@@ -251,9 +268,12 @@ class Loader:
             raise MinwaError("data.random_resized_crop needs data.crop (or data.scale) to know the output size")
         self.size = self._size()
         self.reader = _SampleReader(dataset, self.size, self.rrc, self.seed)
-        self.cache: torch.Tensor | None = None  # N x C x H x W uint8
+        self.cache: torch.Tensor | None = None  # N x C x H x W uint8 (this rank's share with shard_cache)
+        self.shard = bool(cfg.shard_cache) and self.world_size > 1
         self.mode = self._choose_mode()
         if self.mode == "cache":
+            if self.shard:
+                _check_exchange(self.cache_device)
             self._build_cache()
         elif self.mode == "jpeg":
             self.jpeg = JpegCache(dataset, self.size, self.device)
@@ -293,6 +313,8 @@ class Loader:
                                  "use data.cache=memory or none")
             return "jpeg"
         nbytes = len(self.dataset) * math.prod(self.reader.out_shape)
+        if self.shard:
+            nbytes = -(-nbytes // self.world_size)
         on_acc = self.device.type != "cpu"
         self.cache_device = self.device if (want == "device" or (want == "auto" and on_acc)) else torch.device("cpu")
         if want == "auto":
@@ -307,9 +329,12 @@ class Loader:
         return "cache"
 
     def _build_cache(self):
-        data = decode_all(self.dataset, self.size, self.cfg.workers)
+        which = owned(len(self.dataset), self.rank, self.world_size) if self.shard else None
+        data = decode_all(self.dataset, self.size, self.cfg.workers, which)
         self.cache = data.to(self.cache_device)
         self._labels = torch.from_numpy(self.dataset.labels).to(self.cache_device)
+        if self.shard:
+            self.sharded = ShardedCache(self.cache, self.rank, self.world_size)
 
     # -- epochs, length, state -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -348,6 +373,9 @@ class Loader:
         self._finished = True
 
     def _cached(self, start: int, stop: int):
+        if self.shard:
+            yield from self._exchanged(start, stop)
+            return
         order = torch.from_numpy(self.order()).to(self.cache_device)
         bs, target = self.cfg.batch_size, self.device
         for b in range(start, stop):
@@ -363,6 +391,15 @@ class Loader:
                 _gather(self.cache, idx, images)
             batch = Batch(images, self._labels.index_select(0, idx), idx)
             yield batch if target.type == "cpu" else batch.to(target, non_blocking=pinned)
+
+    def _exchanged(self, start: int, stop: int):
+        order, bs = self.order(), self.cfg.batch_size
+        for b in range(start, stop):
+            batch = order[b * bs : (b + 1) * bs]
+            lo, hi = ordering.rank_bounds(len(batch), self.rank, self.world_size)
+            idx = torch.from_numpy(batch[lo:hi]).to(self.cache_device)
+            images = self.sharded.batch(batch)
+            yield Batch(images, self._labels.index_select(0, idx), idx).to(self.device)
 
     def _decoded_on_device(self, start: int, stop: int):
         order = self.order()
