@@ -38,9 +38,10 @@ from minwa.parallel.watchdog import note_progress  # noqa: E402
 
 def run_strategy(name, args, out: Path, mode: str):
     strategy, fc_split = STRATEGIES[name]
-    cfg = ParallelConfig(strategy=strategy, fc_split=fc_split, timeout_s=args.timeout)
+    cfg = ParallelConfig(strategy=strategy, fc_split=fc_split, timeout_s=args.timeout,
+                         sync_batchnorm=args.bn and not name.endswith("-localbn"))
     dims = init_distributed(cfg, "cpu")
-    model = parallelize(make_model(), dims, cfg)
+    model = parallelize(make_model(batchnorm=args.bn), dims, cfg)
     opt = make_optimizer(model)
     batches = make_batches(args.steps, dims.rank, dims.world_size)
     start = 0
@@ -85,6 +86,7 @@ def main():
     p.add_argument("--ckpt", default="")
     p.add_argument("--victim", type=int, default=1)
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--bn", action="store_true", help="the model with BatchNorm, synchronised (parallel.sync_batchnorm)")
     args = p.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)

@@ -19,15 +19,15 @@ SEED = 7
 
 # test name -> (parallel.strategy, parallel.fc_split)
 STRATEGIES = {"none": ("none", 0), "fsdp": ("fsdp", 0), "butterfly": ("butterfly", 0),
-              "hybrid": ("hybrid", 0), "hybrid2": ("hybrid", 2)}
+              "hybrid": ("hybrid", 0), "hybrid2": ("hybrid", 2), "fsdp-localbn": ("fsdp", 0)}
 
 
-def make_model():
+def make_model(batchnorm: bool = False):
     from minwa.models import create_model
 
     torch.manual_seed(1234)
     return create_model("deepimage-tiny", num_classes=10, in_chans=1, dropout=0.0, fc=(48, 40),
-                        dtype=torch.float64)
+                        batchnorm=batchnorm, dtype=torch.float64)
 
 
 def make_optimizer(model):

@@ -143,6 +143,46 @@ def test_a_stuck_rank_is_named_before_the_collective_timeout(fashion_dir, tmp_pa
     assert elapsed < 60
 
 
+@pytest.fixture(scope="module")
+def bn_runs(fashion_dir, tmp_path_factory):
+    """deepimage-tiny with BatchNorm: one process on the full batch, and 2 ranks with and without
+    parallel.sync_batchnorm."""
+    model = make_model(batchnorm=True)
+    opt = make_optimizer(model)
+    losses = [step(model, opt, x, y, GLOBAL_BATCH).item() for x, y in make_batches(STEPS)]
+    root = tmp_path_factory.mktemp("bn")
+    proc = torchrun(2, root / "w2", "--bn", "--strategies", "fsdp,butterfly,fsdp-localbn", "--steps", str(STEPS))
+    return {"root": root, 2: proc, "state": model.state_dict(), "losses": losses}
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize("name", ["fsdp", "butterfly"])
+def test_sync_batchnorm_trains_the_single_process_model(bn_runs, name):
+    weights, report = _result(bn_runs, 2, name)
+    assert any("running_var" in k for k in weights)
+    _assert_same_weights(weights, bn_runs["state"])  # weights and running statistics
+    assert report["losses"] == pytest.approx(bn_runs["losses"], abs=1e-12)
+
+
+@pytest.mark.dist
+def test_without_sync_batchnorm_each_rank_normalises_its_own_slice(bn_runs):
+    weights, _ = _result(bn_runs, 2, "fsdp-localbn")
+    diff = max((weights[k] - bn_runs["state"][k]).abs().max().item() for k in bn_runs["state"])
+    assert diff > 1e-6  # so the equality above is the synchronisation's doing
+
+
+def test_sync_batchnorm_module_is_batchnorm_on_one_process():
+    from minwa.parallel.sync_batchnorm import convert_sync_batchnorm
+
+    torch.manual_seed(0)
+    plain = make_model(batchnorm=True)
+    synced = convert_sync_batchnorm(make_model(batchnorm=True), torch.device("cpu"))
+    assert any(type(m).__name__ == "SyncBatchNorm" for m in synced.modules())
+    x = torch.rand(6, 1, 28, 28, dtype=torch.float64)
+    torch.testing.assert_close(synced(x), plain(x), atol=1e-12, rtol=0)  # training mode: batch statistics
+    _assert_same_weights(synced.state_dict(), plain.state_dict())  # running statistics updated alike
+
+
 # --- single-process behaviour (no torchrun) ---
 
 def test_single_process_is_strategy_none_without_a_process_group():

@@ -12,3 +12,4 @@ class ParallelConfig:
     mixed_precision: bool = True  # fsdp on GPU: bf16 compute, fp32 reduction and master weights
     bucket_mb: float = 25.0  # butterfly: DDP bucket size; each bucket is reduce-scattered then all-gathered
     prefetch: bool = True  # fsdp: all-gather the next layer's weights while this layer computes (lazy update)
+    sync_batchnorm: bool = False  # BatchNorm statistics over the global batch instead of each rank's slice

@@ -73,6 +73,10 @@ def parallelize(model: nn.Module, dims, cfg: ParallelConfig, param_dtype: torch.
     ``between``: applied after FC splitting and before data parallelism (activation checkpointing, compile).
     """
     model = model.to(dims.device)
+    if cfg.sync_batchnorm and dims.world_size > 1 and dims.strategy != "none":
+        from minwa.parallel.sync_batchnorm import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model, dims.device)
     if dims.strategy == "none":  # (a 1-rank group with a strategy still applies it: the bench measures overhead)
         return between(model) if between else model
     if dims.strategy == "butterfly":
