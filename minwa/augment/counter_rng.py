@@ -33,7 +33,14 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
 
 
 def _mix32_int(x: int) -> int:
-    return int(mix32(torch.tensor([x & _M32], dtype=torch.int64))[0])
+    """``mix32`` on one Python integer, in Python (exact, no tensor ops: the per-batch key derivation
+    used to cost ~80 tiny tensor ops)."""
+    x &= _M32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
 
 
 def stream_bits(indices: torch.Tensor, epoch: int, seed: int, streams) -> torch.Tensor:
