@@ -193,6 +193,9 @@ class BatchWorkers:
     def _hand_over(self, slot: int, n: int) -> torch.Tensor:
         view = self.slots[slot][:n]
         w = self.owner[slot]
+        # the consumer let go of the batch before last only when it asked for this one: take that slot
+        # back first, or a worker with two slots would see both lent and this batch would be copied
+        self._reclaim()
         lent_of_w = sum(self.owner[s] == w for s in self.lent)
         # lend only while the owning worker keeps a slot to write into
         lendable = not self.pin and self.idle_count[slot] is not None and lent_of_w + 1 < self.owned[w]
