@@ -36,6 +36,8 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         c = x.shape[1]
         dims = [0, *range(2, x.dim())]
         shape = (1, c) + (1,) * (x.dim() - 2)
+        out_dtype = x.dtype
+        x = x.to(torch.promote_types(x.dtype, torch.float32))  # bf16/fp16 activations: statistics in fp32
         n = torch.full((1,), x.numel() // c, dtype=x.dtype, device=x.device)
         mean = x.mean(dims)
         m2 = (x - mean.view(shape)).pow(2).sum(dims)
@@ -49,12 +51,13 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.lerp_(g_mean.detach(), m)
-                self.running_var.lerp_((g_m2 / (total - 1).clamp_min(1)).detach(), m)
+                rm = self.running_mean
+                rm.lerp_(g_mean.detach().to(rm.dtype), m)
+                self.running_var.lerp_((g_m2 / (total - 1).clamp_min(1)).detach().to(rm.dtype), m)
         y = (x - g_mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+        return y.to(out_dtype)
 
 
 class _GatherStats(torch.autograd.Function):
