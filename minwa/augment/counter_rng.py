@@ -17,14 +17,14 @@ _M32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
 
 
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """``(x * c) mod 2**32`` for 0 <= x < 2**32 without int64 overflow."""
+def _mul32(x, c: int):
+    """``(x * c) mod 2**32`` for 0 <= x < 2**32 without int64 overflow (a tensor or a Python int)."""
     lo, hi = c & 0xFFFF, c >> 16
     return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _M32
 
 
-def mix32(x: torch.Tensor) -> torch.Tensor:
-    """lowbias32 on a tensor of integers in [0, 2**32)."""
+def mix32(x):
+    """lowbias32 on a tensor of integers in [0, 2**32), or on one Python integer (exact either way)."""
     x = x ^ (x >> 16)
     x = _mul32(x, 0x7FEB352D)
     x = x ^ (x >> 15)
@@ -33,14 +33,8 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
 
 
 def _mix32_int(x: int) -> int:
-    """``mix32`` on one Python integer, in Python (exact, no tensor ops: the per-batch key derivation
-    used to cost ~80 tiny tensor ops)."""
-    x &= _M32
-    x ^= x >> 16
-    x = (x * 0x7FEB352D) & _M32
-    x ^= x >> 15
-    x = (x * 0x846CA68B) & _M32
-    return x ^ (x >> 16)
+    """``mix32`` of ``x mod 2**32`` in Python integers: the per-batch key derivation makes no tensor ops."""
+    return mix32(x & _M32)
 
 
 def stream_bits(indices: torch.Tensor, epoch: int, seed: int, streams) -> torch.Tensor:

@@ -301,8 +301,9 @@ def run(args) -> int:
                                   device=str(device))
             cache_seconds[f"{kind}_cache_build_seconds"] = round(time.perf_counter() - t_cache, 2)
             sources[f"{kind}_cache"] = endless(cached)
-    cfg_data = trainer.cfg.data
-    drain = cfg_data.workers * cfg_data.prefetch + 1 + args.prefetch  # batches decoded ahead, at most
+    from minwa.data.workers import ring_size
+
+    drain = ring_size(trainer.cfg.data.workers, trainer.cfg.data.prefetch) + args.prefetch  # decoded ahead, at most
     timers = {}
     try:
         for name, src in sources.items():

@@ -178,9 +178,8 @@ def decode_all(dataset: ImageDataset, size: tuple[int, int], workers: int,
     reader = _SampleReader(dataset, size, 0, 0)
     n = len(dataset) if which is None else len(which)
     out = empty_images((n, *reader.out_shape))
-    _FILL["which"] = which
     if workers <= 1 or n < 4096 or "fork" not in mp.get_all_start_methods():
-        _FILL.update(reader=reader, out=out)
+        _FILL.update(reader=reader, out=out, which=which)
         try:
             with _one_thread():
                 _fill_range((0, n))
@@ -188,7 +187,7 @@ def decode_all(dataset: ImageDataset, size: tuple[int, int], workers: int,
             _FILL.clear()
         return out
     out.share_memory_()
-    _FILL.update(reader=reader, out=out)
+    _FILL.update(reader=reader, out=out, which=which)
     try:
         step = max(256, -(-n // (workers * 8)))
         chunks = [(a, min(n, a + step)) for a in range(0, n, step)]
@@ -395,10 +394,8 @@ class Loader:
     def _exchanged(self, start: int, stop: int):
         order, bs = self.order(), self.cfg.batch_size
         for b in range(start, stop):
-            batch = order[b * bs : (b + 1) * bs]
-            lo, hi = ordering.rank_bounds(len(batch), self.rank, self.world_size)
-            idx = torch.from_numpy(batch[lo:hi]).to(self.cache_device)
-            images = self.sharded.batch(batch)
+            idx = torch.from_numpy(ordering.rank_batch(order, b, bs, self.rank, self.world_size)).to(self.cache_device)
+            images = self.sharded.batch(ordering.global_batch(order, b, bs))
             yield Batch(images, self._labels.index_select(0, idx), idx).to(self.device)
 
     def _decoded_on_device(self, start: int, stop: int):

@@ -38,6 +38,11 @@ def _context():
     return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
 
 
+def ring_size(workers: int, prefetch: int) -> int:
+    """Batch slots of a ``BatchWorkers`` ring (at most): ``prefetch`` per worker plus the one handed over."""
+    return workers * prefetch + 1
+
+
 def _worker_main(reader, order, batch_size, rank, world_size, images, labels, indices, tasks, results):
     torch.set_num_threads(1)
     while True:
@@ -140,7 +145,7 @@ class BatchWorkers:
         self.start, self.stop, self.pin = start, stop, pin
         per_rank = max(ordering.rank_bounds(batch_size, r, world_size)[1] - ordering.rank_bounds(batch_size, r, world_size)[0]
                        for r in range(world_size))
-        n_slots = max(1, min(workers * prefetch + 1, stop - start))
+        n_slots = max(1, min(ring_size(workers, prefetch), stop - start))
         self.slots = _take_slots((per_rank, *reader.out_shape), n_slots)
         self.labels = _shared_empty((n_slots, per_rank), torch.int64)
         self.indices = _shared_empty((n_slots, per_rank), torch.int64)

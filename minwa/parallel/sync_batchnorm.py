@@ -18,7 +18,11 @@ from torch import nn
 
 
 class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """``nn.BatchNorm{1,2,3}d`` whose training-mode statistics are those of the batch over ``group``."""
+    """``nn.BatchNorm{1,2,3}d`` whose training-mode statistics are those of the batch over ``group``.
+
+    Not a subclass of ``torch.nn.SyncBatchNorm`` (nor made by its converter): DDP, which the butterfly
+    strategy wraps, refuses any module holding one on a CPU ("SyncBatchNorm layers only work with GPU
+    modules")."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, group=None,
                  device=None, dtype=None):
