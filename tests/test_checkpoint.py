@@ -8,7 +8,7 @@ import torch
 from minwa.errors import MinwaError
 from minwa.models import create_model
 from minwa.train.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
-from minwa.train.state import load_state, save_state
+from minwa.parallel.checkpoint import load_distributed, read_extra, save_distributed
 
 
 def _model():
@@ -48,19 +48,27 @@ def test_broken_checkpoints_are_one_sentence(tmp_path):
         load_checkpoint(tmp_path / "c")
 
 
-def test_train_state_round_trip(tmp_path):
-    m = _model()
+def test_train_state_round_trip_with_channels_last_and_extra_tensors(tmp_path):
+    """One process writes the DCP layout too: channels_last weights, momentum and extra tensors (an EMA
+    copy) come back exactly, and the extra JSON says the step."""
+    m = _model().to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
-    m(torch.randn(4, 1, 28, 28)).sum().backward()
+    m(torch.randn(4, 1, 28, 28).contiguous(memory_format=torch.channels_last)).sum().backward()
     opt.step()
-    state = {"step": 7, "loader": {"seed": 1, "epoch": 2, "position": 3}, "rng": torch.get_rng_state(),
-             "optimizer": opt.state_dict(), "best": float("nan"), "pair": (1, 2)}
-    save_state(tmp_path / "train_state", state)
-    back = load_state(tmp_path)
-    assert back["step"] == 7 and back["loader"] == state["loader"] and back["pair"] == (1, 2)
-    assert torch.equal(back["rng"], state["rng"]) and back["best"] != back["best"]
-    opt2 = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
-    opt2.load_state_dict(back["optimizer"])
+    ema = {f"ema.{k}": v.clone() * 2 for k, v in m.state_dict().items()}
+    save_distributed(tmp_path / "train_state", m, opt, {"step": 7, "loader": {"position": 3}}, more=ema)
+    assert read_extra(tmp_path / "train_state") == {"step": 7, "loader": {"position": 3}}
+
+    m2 = create_model("fashion-net", num_classes=10, in_chans=1, widths=[8, 16, 32]).to(memory_format=torch.channels_last)
+    opt2 = torch.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9)
+    m2(torch.randn(4, 1, 28, 28)).sum().backward()
+    opt2.step()
+    ema2 = {k: torch.zeros_like(v) for k, v in ema.items()}
+    load_distributed(tmp_path / "train_state", m2, opt2, more=ema2)
+    for (k, a), b in zip(m.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(a, b), k
+    for k, v in ema.items():
+        assert torch.equal(v, ema2[k]), k
     for k, v in opt.state_dict()["state"].items():
         assert torch.equal(v["momentum_buffer"], opt2.state_dict()["state"][k]["momentum_buffer"])
 

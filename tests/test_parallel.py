@@ -244,5 +244,6 @@ def test_checkpoint_roundtrip_single_process(tmp_path):
         assert torch.equal(opt.state[a]["momentum_buffer"], fresh_opt.state[b]["momentum_buffer"])
     with pytest.raises(MinwaError, match="does not fit this model"):
         load_distributed(path, torch.nn.Sequential(torch.nn.Linear(4, 2)), None)
-    with pytest.raises(MinwaError, match="not a minwa distributed checkpoint"):
+    with pytest.raises(MinwaError, match="no resumable training state"):
         load_distributed(tmp_path, model, opt)
+    assert [p.name for p in path.iterdir() if p.name != "LATEST"] == [json.loads((path / "LATEST").read_text())["current"]]

@@ -45,7 +45,17 @@ def run(args) -> int:
     from minwa.train import train
 
     result = train(cfg, progress=not args.quiet)
-    if result.checkpoint is not None:
-        print(f"val top-1 {result.val_accuracy:.2%} (best {result.best_accuracy:.2%}) after {result.epochs:.1f} epochs, "
-              f"{result.train_seconds:.0f} s, {result.images_per_s:.0f} img/s; checkpoint {result.checkpoint}")
+    if result.is_main:
+        print(summary(result))
     return 0
+
+
+def summary(result) -> str:
+    """One line: what the run reached, or, for a resumed run that had finished, that nothing was done."""
+    val = (f"val top-1 {result.val_accuracy:.2%} (best {result.best_accuracy:.2%})"
+           if result.val_accuracy == result.val_accuracy else "no validation set")
+    if result.already_complete:
+        return (f"the run in {result.out} is already complete ({result.epochs:.1f} epochs; {val}); nothing was "
+                f"changed (raise --epochs to train further)")
+    return (f"{val} after {result.epochs:.1f} epochs, {result.train_seconds:.0f} s, {result.images_per_s:.0f} img/s; "
+            f"checkpoint {result.checkpoint}")

@@ -1,6 +1,7 @@
 """Resumable multi-rank training state with torch.distributed.checkpoint (DCP), resharded N -> M ranks.
 
-A checkpoint is a folder:
+A training state is a folder ``train_state/`` holding ``LATEST`` (a small JSON naming the current state)
+and that state's folder ``state-<step>-<nonce>/``, which holds:
 
 - ``*.safetensors``: every rank writes its own shards of the model and optimizer tensors (DCP's
   HuggingFace storage: safetensors files whose headers record each shard's offsets). Loading reads only
@@ -10,8 +11,11 @@ A checkpoint is a folder:
   loader's ``state_dict()``: seed, epoch, position in global batches), the RNG state, and the layout that
   wrote it (for the record; any layout can read it).
 
-Saves are atomic: everything is written to ``PATH.tmp-<nonce>`` and renamed onto ``PATH`` by rank 0
-once every rank has finished writing. Multi-node runs need PATH on a filesystem all nodes share.
+One process writes the same layout as N (world size 1), so a state moves 1 -> N and N -> 1 too.
+
+A save becomes visible as one unit: the new state's folder is written beside the current one, flushed to
+disk, and only then does rank 0 atomically replace ``LATEST`` to name it; a kill at any moment leaves the
+previous complete state current. Multi-node runs need PATH on a filesystem all nodes share.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from torch import nn
 from torch.distributed.tensor import DTensor
 
 from minwa.errors import MinwaError
-from minwa.utils.atomic import atomic_write_json
+from minwa.utils.atomic import atomic_write_json, fsync_dir
 
 FORMAT = "minwa-dcp/1"
 META = "minwa.json"
+LATEST = "LATEST"  # names the current state folder; replaced atomically
 
 
 def _distributed() -> bool:
@@ -135,64 +140,131 @@ def _decode(obj):
     return obj
 
 
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file written into ``folder`` (by any rank) and the folder itself to disk, so that the
+    pointer written next never names a state that a power cut could still lose."""
+    for p in folder.iterdir():
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fsync_dir(folder)
+
+
+def _state_folder(path: Path) -> Path | None:
+    """The complete state a ``path`` holds: the one ``LATEST`` names, or ``path`` itself when it is one
+    state folder (``minwa.json`` inside). None where there is none."""
+    pointer = path / LATEST
+    if pointer.is_file():
+        try:
+            name = json.loads(pointer.read_text())["current"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise MinwaError(f"training state {path} has a corrupt {LATEST} pointer; the states it kept are "
+                             f"{', '.join(sorted(p.name for p in path.glob('state-*'))) or 'none'}") from None
+        if not isinstance(name, str) or "/" in name or not (path / name / META).is_file():
+            raise MinwaError(f"training state {path}: {LATEST} names {name!r}, which is not a complete state")
+        return path / name
+    if (path / META).is_file():
+        return path
+    return None
+
+
 def is_distributed_checkpoint(path) -> bool:
-    """True for a folder written by :func:`save_distributed` (any world size)."""
-    return (Path(path) / META).is_file()
+    """True for a training state written by :func:`save_distributed` (any world size)."""
+    path = Path(path)
+    return path.is_dir() and _state_folder(path) is not None
 
 
-def save_distributed(path, model: nn.Module, optimizer=None, extra: dict | None = None) -> Path:
-    """Save model + optimizer (sharded as they are) + ``extra`` (JSON) + RNG state; every rank calls it."""
+def save_distributed(path, model: nn.Module, optimizer=None, extra: dict | None = None,
+                     more: dict[str, torch.Tensor] | None = None) -> Path:
+    """Save model + optimizer (sharded as they are) + ``more`` (extra plain tensors, e.g. an EMA copy) +
+    ``extra`` (JSON) + RNG state into the state folder ``path``; every rank calls it.
+
+    The new state is written into a fresh ``path/state-<step>-<nonce>/`` while the previous one stays
+    untouched; it becomes the current state in one atomic step, the rename of the ``LATEST`` pointer,
+    after every rank's files are on disk. A kill at any moment leaves either the old or the new state
+    current, never a mixture; the superseded folders are removed after the switch.
+    """
     from torch.distributed.checkpoint import HuggingFaceStorageWriter, save
 
     path = Path(path)
     world = dist.get_world_size() if _distributed() else 1
-    nonce = _broadcast_str(os.urandom(4).hex())
-    tmp = path.with_name(f"{path.name}.tmp-{nonce}")
-    if not _distributed() or dist.get_rank() == 0:
-        tmp.mkdir(parents=True, exist_ok=False)
+    step = int((extra or {}).get("step", 0))
+    name = _broadcast_str(f"state-{step:09d}-{os.urandom(4).hex()}")
+    folder = path / name
+    main = not _distributed() or dist.get_rank() == 0
+    if main:
+        if path.exists() and not path.is_dir():
+            raise MinwaError(f"cannot save the training state: {path} is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=False)
     _barrier()
 
     model_sd, optim_sd = _state_dicts(model, optimizer)
     tensors: dict = {}
     other: dict = {}
-    _split({"model": model_sd, "optim": optim_sd}, "", tensors, other)
+    _split({"model": model_sd, "optim": optim_sd, "more": dict(more or {})}, "", tensors, other)
     # safetensors stores dense row-major data: channels_last weights (DDP, one process) are packed first
     tensors = {k: v if isinstance(v, DTensor) or v.is_contiguous() else v.contiguous() for k, v in tensors.items()}
     with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
         warnings.filterwarnings("ignore", message=".*single process")
-        save(tensors, storage_writer=HuggingFaceStorageWriter(str(tmp), save_distributed=world > 1))
+        save(tensors, storage_writer=HuggingFaceStorageWriter(str(folder), save_distributed=world > 1))
+    _barrier()  # every rank's shards are written
 
-    if not _distributed() or dist.get_rank() == 0:
+    if main:
         meta = {"format": FORMAT, "world_size": world, "keys": sorted(tensors),
                 "shapes": {k: list(v.shape) for k, v in tensors.items()},  # global shapes (DTensor .shape)
                 "other": _json_safe(other, "the optimizer's param groups"),
                 "extra": _json_safe(extra or {}, "extra"), "rng": _rng_state()}
-        atomic_write_json(tmp / META, meta)
-        if path.exists():  # replace the previous checkpoint: move it aside first, then swap in the new one
-            old = path.with_name(f"{path.name}.old-{nonce}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        atomic_write_json(folder / META, meta)
+        _fsync_tree(folder)
+        atomic_write_json(path / LATEST, {"format": FORMAT, "current": name})  # the switch
+        fsync_dir(path)
+        for old in path.iterdir():  # superseded states and folders of saves that were killed
+            if old.name != name and old.name.startswith("state-"):
+                shutil.rmtree(old, ignore_errors=True)
     _barrier()
     return path
 
 
 def read_meta(path) -> dict:
-    p = Path(path) / META
-    if not p.is_file():
-        raise MinwaError(f"not a minwa distributed checkpoint (no {META}): {path}")
+    """The JSON part (``minwa.json``) of the current state in ``path``."""
+    path = Path(path)
+    folder = _state_folder(path) if path.is_dir() else None
+    if folder is None:
+        left = leftover_states(path)
+        hint = f"; a complete state was left at {left[-1]} (pass it to --resume)" if left else ""
+        raise MinwaError(f"no resumable training state at {path}{hint}")
+    p = folder / META
     try:
         meta = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise MinwaError(f"distributed checkpoint {path} has a corrupt {META}: {e}") from None
-    if meta.get("format") != FORMAT:
-        raise MinwaError(f"distributed checkpoint {path} has format {meta.get('format')!r}, expected {FORMAT}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MinwaError(f"training state {folder} has a corrupt {META}: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise MinwaError(f"training state {folder} has format {meta.get('format') if isinstance(meta, dict) else meta!r}, "
+                         f"expected {FORMAT}")
+    for key, kind in (("keys", list), ("other", dict), ("extra", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise MinwaError(f"training state {folder}: {META} is damaged (its '{key}' is missing or malformed)")
+    meta["folder"] = str(folder)
     return meta
 
 
-def load_distributed(path, model: nn.Module, optimizer=None, restore_rng: bool = True) -> dict:
+def leftover_states(path) -> list[Path]:
+    """Complete states left beside ``path`` (``path.old-*``, ``path.tmp-*``) by an older minwa's
+    two-rename swap that was killed half-way, oldest name first."""
+    path = Path(path)
+    return sorted(p for p in path.parent.glob(f"{path.name}.*") if (p / META).is_file())
+
+
+def read_extra(path) -> dict:
+    """The caller's ``extra`` of the current state in ``path``, without reading any tensor."""
+    return _decode(read_meta(path)["extra"])
+
+
+def load_distributed(path, model: nn.Module, optimizer=None, restore_rng: bool = True,
+                     more: dict[str, torch.Tensor] | None = None) -> dict:
     """Load a checkpoint written by any number of ranks into this layout; returns the saved ``extra``.
 
     The model and optimizer must be built and parallelized first (their sharding says what each rank
@@ -202,11 +274,15 @@ def load_distributed(path, model: nn.Module, optimizer=None, restore_rng: bool =
     from torch.distributed.checkpoint.state_dict import set_state_dict
 
     meta = read_meta(path)
+    path = Path(meta["folder"])
     saved = set(meta["keys"])
     model_sd, optim_sd = _state_dicts(model, optimizer)
     tensors: dict = {}
     other: dict = {}
-    _split({"model": model_sd, "optim": optim_sd}, "", tensors, other)
+    _split({"model": model_sd, "optim": optim_sd, "more": dict(more or {})}, "", tensors, other)
+    absent = sorted(k[5:] for k in tensors if k.startswith("more/") and k not in saved)
+    if absent:
+        raise MinwaError(f"training state {path} has no {', '.join(absent[:3])} (saved with other settings?)")
     missing = sorted(k for k in tensors if k.startswith("model/") and k not in saved)
     if missing:
         raise MinwaError(f"checkpoint {path} does not fit this model: no weights for "
@@ -228,6 +304,8 @@ def load_distributed(path, model: nn.Module, optimizer=None, restore_rng: bool =
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MinwaError(f"could not read distributed checkpoint {path}: {first[:300]}") from None
     tensors.update(wanted)
+    for k, v in (more or {}).items():
+        v.copy_(tensors[f"more/{k}"])
     flat = {**tensors, **{k: v for k, v in meta["other"].items()}}
     state = _unflatten(flat)
     optim_state = state.get("optim", {})

@@ -23,12 +23,15 @@ from torch import nn
 
 from minwa import config as config_io
 from minwa.errors import MinwaError
+from minwa.parallel.checkpoint import (is_distributed_checkpoint, leftover_states, load_distributed, read_extra,
+                                     save_distributed)
 from minwa.parallel.watchdog import note_progress
 from minwa.train.checkpoint import load_checkpoint, save_checkpoint
 from minwa.train.config import TrainConfig
 from minwa.train.optim import Schedule, build_optimizer, scaled_lr, set_lr
 from minwa.utils.atomic import atomic_write_text
 
+TRAIN_STATE = "train_state"  # the run folder's resumable state (see minwa.parallel.checkpoint)
 PARAM_DTYPE = {"bf16": torch.float32, "fp32": torch.float32, "fp64": torch.float64}  # bf16 = autocast over fp32
 
 
@@ -44,6 +47,8 @@ class RunResult:
     images_per_s: float  # training images per second, validation excluded
     epochs: float
     history: list[dict] = field(default_factory=list)
+    already_complete: bool = False  # a --resume of a finished run: nothing was trained or written
+    is_main: bool = True  # rank 0 (or the only process): the one that reports
 
 
 # ---------------------------------------------------------------- runtime
@@ -81,16 +86,22 @@ def input_geometry(cfg: TrainConfig, dataset) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def estimate_mean_std(loader, max_batches: int = 8) -> tuple[list[float], list[float]]:
-    """Per-channel mean/std of the training images (on up to ``max_batches`` batches), in 0..1 units."""
-    s = s2 = n = 0
+def estimate_mean_std(loader, max_batches: int = 8, dims=None) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std of the training images on the first ``max_batches`` global batches, in 0..1
+    units. Each rank sums its slice and one all-reduce adds the sums, so every rank, and any number of
+    ranks, gets the one-process figures (the sums are exact in float64: integers / 255 squared)."""
+    sums = None
     for i, batch in enumerate(loader):
-        x = batch.images.to(torch.float64) / 255
-        s = s + x.sum(dim=(0, 2, 3))
-        s2 = s2 + (x * x).sum(dim=(0, 2, 3))
-        n += x.numel() / x.shape[1]
+        x = batch.images.to(torch.float64)
+        part = torch.stack([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)),
+                            torch.full((x.shape[1],), x.numel() / x.shape[1], dtype=torch.float64, device=x.device)])
+        sums = part if sums is None else sums + part
         if i + 1 >= max_batches:
             break
+    sums = sums.cpu()
+    if dims is not None:
+        sums = dims.all_reduce_sum(sums)
+    s, s2, n = sums / torch.tensor([255.0, 255.0**2, 1.0], dtype=torch.float64)[:, None]
     mean = s / n
     std = (s2 / n - mean * mean).clamp_min(1e-12).sqrt()
     return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
@@ -178,9 +189,10 @@ class Trainer:
         self.is_main = self.dims.is_main
         seed_everything(cfg.seed)
         self.out = Path(cfg.out)
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out / "config.toml", config_io.dump_toml(cfg))
+        # the state to resume, found (and its JSON read) before anything is built: it fixes the input
+        # normalisation, and a finished run is reported without touching its folder
+        self.resume_path = find_train_state(cfg.resume) if cfg.resume else None
+        self.resume_extra = read_extra(self.resume_path) if self.resume_path else None
 
     def _setup_data(self):
         from minwa.augment import apply_preset
@@ -215,10 +227,12 @@ class Trainer:
         cfg = self.cfg
         self.model, trainable, init_meta = build_model(cfg, len(self.classes), self.in_chans, self.device, self.dtype,
                                                       self.crop)
-        if init_meta and init_meta.get("mean"):
+        if self.resume_extra and self.resume_extra.get("mean"):  # never re-estimated on a resume
+            self.mean, self.std = self.resume_extra["mean"], self.resume_extra["std"]
+        elif init_meta and init_meta.get("mean"):
             self.mean, self.std = init_meta["mean"], init_meta["std"]
         else:
-            self.mean, self.std = estimate_mean_std(self.loader)
+            self.mean, self.std = estimate_mean_std(self.loader, dims=self.dims)
             self.loader.set_epoch(0)
         from minwa.augment import Augmenter
 
@@ -247,8 +261,8 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self._resumed_mid_epoch = False
-        if cfg.resume:
-            self._resume(cfg.resume)
+        if self.resume_path:
+            self._resume(self.resume_path)
 
     # -- the loop
     def train_step(self, batch) -> torch.Tensor:
@@ -276,8 +290,43 @@ class Trainer:
         # this rank's share, scaled to a batch mean; a tensor, so the GPU is not waited for every step
         return loss.detach() * self.dims.world_size
 
+    @property
+    def complete(self) -> bool:
+        """The run has taken all its steps (a resume of a finished run has nothing to do)."""
+        return self.step >= self.total_steps
+
+    def _start_outputs(self):
+        """Write the resolved config; on a resume, drop the metric lines of steps after the resumed state
+        (the killed run's, which the resumed run repeats)."""
+        if not self.is_main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "config.toml", config_io.dump_toml(self.cfg))
+        metrics = self.out / "metrics.jsonl"
+        if self.resume_path and metrics.is_file():
+            lines = metrics.read_text().splitlines(keepends=True)
+            kept = [ln for ln in lines if _metric_step(ln) <= self.step]
+            if len(kept) != len(lines):
+                atomic_write_text(metrics, "".join(kept))
+
+    def finished_result(self) -> RunResult:
+        """What a finished run recorded (its final.json), for a ``--resume`` that has nothing left to do."""
+        from minwa.train.checkpoint import read_meta
+
+        final = self.out / "final"
+        metrics = read_meta(final).get("metrics", {}) if (self.out / "final.json").is_file() else {}
+        val = metrics.get("val_acc")
+        val = float("nan") if val is None else float(val)
+        return RunResult(out=self.out, checkpoint=final.with_suffix(".safetensors") if metrics else None,
+                         val_accuracy=val, best_accuracy=val, train_seconds=0.0, setup_seconds=self.setup_seconds,
+                         seconds_to_target=None, images_per_s=0.0, epochs=self.step / self.steps_per_epoch,
+                         already_complete=True, is_main=self.is_main)
+
     def fit(self) -> RunResult:
         cfg = self.cfg
+        if self.complete and self.resume_path:
+            return self.finished_result()
+        self._start_outputs()
         t0 = time.perf_counter()
         train_time = 0.0
         images = 0
@@ -335,7 +384,7 @@ class Trainer:
         return RunResult(out=self.out, checkpoint=ckpt, val_accuracy=val_acc, best_accuracy=best,
                          train_seconds=wall, setup_seconds=self.setup_seconds, seconds_to_target=seconds_to_target,
                          images_per_s=images / max(train_time, 1e-9), epochs=self.step / self.steps_per_epoch,
-                         history=self.history)
+                         history=self.history, is_main=self.is_main)
 
     # -- validation
     def eval_model(self) -> nn.Module:
@@ -397,9 +446,9 @@ class Trainer:
     # -- outputs
     def _log(self, rec: dict):
         self.history.append(rec)
-        if self.is_main:
+        if self.is_main:  # standard JSON: a NaN (a diverged loss) is written as null
             with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+                f.write(json.dumps({k: _finite_or_none(v) for k, v in rec.items()}) + "\n")
 
     def _progress(self):
         if not (self.progress and self.is_main):
@@ -420,7 +469,7 @@ class Trainer:
             name, kwargs = cfg.model.name, model_kwargs(self.cfg, self.crop)
         return {"model": name, "model_kwargs": kwargs, "num_classes": len(self.classes), "in_chans": self.in_chans,
                 "classes": self.classes, "scale": self.scale, "crop": self.crop, "mean": self.mean, "std": self.std,
-                "metrics": {"val_acc": val_acc, "epochs": self.step / self.steps_per_epoch, "steps": self.step},
+                "metrics": {"val_acc": _finite_or_none(val_acc), "epochs": self.step / self.steps_per_epoch, "steps": self.step},
                 "config": config_io.to_dict(cfg)}
 
     def full_state_dict(self) -> dict:
@@ -437,56 +486,58 @@ class Trainer:
         return save_checkpoint(self.out / "final", state, self.checkpoint_meta(val_acc))
 
     def train_state(self) -> dict:
-        state = {"step": self.step, "epoch": self.epoch, "loader": self.loader.state_dict(),
-                 "schedule": self.schedule.state_dict(), "torch_rng": torch.get_rng_state(),
-                 "world_size": self.dims.world_size}
-        if self.device.type == "cuda":  # dropout on a GPU draws from the device's generator
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
+        """Everything besides the weights and the optimizer that an exact resume needs (the RNG state is
+        saved by the checkpointer)."""
+        return {"step": self.step, "epoch": self.epoch, "loader": self.loader.state_dict(),
+                "schedule": self.schedule.state_dict(), "world_size": self.dims.world_size,
+                "mean": self.mean, "std": self.std, "model": self.cfg.model.name}
+
+    def _ema_tensors(self) -> dict:
+        return {f"ema.{k}": v for k, v in self.ema.state_dict().items()} if self.ema is not None else {}
 
     def save_train_state(self):
-        extra = self.train_state()
-        if self.dims.world_size > 1:
-            from minwa.parallel import save_distributed
-
-            save_distributed(self.out / "train_state_dcp", self.model, self.optimizer, extra)
-            return
-        from minwa.train.state import save_state
-
-        state = {**extra, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-        if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
-        save_state(self.out / "train_state", state)
+        """One layout for every world size (DCP), so a state saved by N ranks resumes on M, 1 included."""
+        save_distributed(self.out / TRAIN_STATE, self.model, self.optimizer, self.train_state(),
+                         more=self._ema_tensors())
 
     def _resume(self, path):
-        path = Path(path)
-        dcp = path / "train_state_dcp" if (path / "train_state_dcp").exists() else path
-        from minwa.parallel import is_distributed_checkpoint
-
-        if self.dims.world_size > 1 or is_distributed_checkpoint(dcp):
-            from minwa.parallel import load_distributed
-
-            extra = load_distributed(dcp, self.model, self.optimizer)
-        else:
-            from minwa.train.state import load_state
-
-            extra = load_state(path, "cpu")
-            self.model.load_state_dict(extra["model"])
-            self.optimizer.load_state_dict(extra["optimizer"])
-            if self.ema is not None and "ema" in extra:
-                self.ema.load_state_dict(extra["ema"])
+        extra = load_distributed(path, self.model, self.optimizer, more=self._ema_tensors())
         self.step, self.epoch = int(extra["step"]), int(extra["epoch"])
         self.loader.load_state_dict(extra["loader"])
         self._resumed_mid_epoch = True
         self.schedule.load_state_dict(extra["schedule"])
-        torch.set_rng_state(extra["torch_rng"].to(torch.uint8).cpu())
-        if "cuda_rng" in extra and self.device.type == "cuda":
-            torch.cuda.set_rng_state(extra["cuda_rng"].to(torch.uint8).cpu(), self.device)
 
     def _plot(self):
         from minwa.train.plots import plot_learning_curve
 
         plot_learning_curve(self.history, self.out / "learning_curve.png", title=f"{self.cfg.recipe}")
+
+
+def find_train_state(path) -> Path:
+    """The training state ``--resume PATH`` means: a run folder's ``train_state/`` or a state folder."""
+    path = Path(path)
+    if not path.exists():
+        raise MinwaError(f"nothing to resume at {path}: no such folder")
+    for candidate in (path / TRAIN_STATE, path / "train_state_dcp", path):
+        if is_distributed_checkpoint(candidate):
+            return candidate
+    if (path / "train_state.json").is_file():
+        raise MinwaError(f"{path} holds a training state in the two-file layout of an older minwa, which this "
+                         "version does not read; resume it with that version or start the run again")
+    left = leftover_states(path / "train_state_dcp") or leftover_states(path / TRAIN_STATE)
+    hint = f"; a complete state was left at {left[-1]} (pass it to --resume)" if left else ""
+    raise MinwaError(f"nothing to resume at {path}: no training state there{hint}")
+
+
+def _finite_or_none(v):
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _metric_step(line: str) -> float:
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return math.inf  # a line the kill cut short: dropped
 
 
 def train(cfg: TrainConfig, progress: bool = False) -> RunResult:

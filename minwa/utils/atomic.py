@@ -57,3 +57,17 @@ def atomic_save_figure(fig, path, **kwargs) -> None:
     fmt = path.suffix.lstrip(".") or "png"
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format=fmt, **kwargs)
+
+
+def fsync_dir(folder) -> None:
+    """Flush a folder's entries (the names renamed into it) to disk; a no-op where the OS cannot."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
