@@ -285,13 +285,14 @@ def load_distributed(path, model: nn.Module, optimizer=None, restore_rng: bool =
         raise MinwaError(f"training state {path} has no {', '.join(absent[:3])} (saved with other settings?)")
     missing = sorted(k for k in tensors if k.startswith("model/") and k not in saved)
     if missing:
-        raise MinwaError(f"checkpoint {path} does not fit this model: no weights for "
+        raise MinwaError(f"training state {path} does not fit this model: no weights for "
                          f"{', '.join(m[6:] for m in missing[:3])}{' ...' if len(missing) > 3 else ''}")
     shapes = meta.get("shapes", {})
     wrong = [f"{k[6:]} is {shapes[k]} there, {list(v.shape)} here" for k, v in tensors.items()
              if k.startswith("model/") and k in shapes and list(v.shape) != shapes[k]]
     if wrong:
-        raise MinwaError(f"checkpoint {path} does not fit this model: {'; '.join(wrong[:3])}")
+        raise MinwaError(f"training state {path} does not fit this model ({'; '.join(wrong[:2])}"
+                         f"{'; ...' if len(wrong) > 2 else ''}): resume with the settings it was saved with")
     # optimizer tensors the checkpoint lacks (saved before the first step) keep their fresh values
     wanted = {k: v for k, v in tensors.items() if k in saved}
     from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception

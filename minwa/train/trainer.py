@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,7 +192,7 @@ class Trainer:
         self.out = Path(cfg.out)
         # the state to resume, found (and its JSON read) before anything is built: it fixes the input
         # normalisation, and a finished run is reported without touching its folder
-        self.resume_path = find_train_state(cfg.resume) if cfg.resume else None
+        self.resume_path = find_train_state(cfg.resume, self.is_main) if cfg.resume else None
         self.resume_extra = read_extra(self.resume_path) if self.resume_path else None
 
     def _setup_data(self):
@@ -260,6 +261,7 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(reduction="sum", label_smoothing=cfg.optim.label_smoothing)
         self.step = 0
         self.epoch = 0
+        self.epoch_loss = (torch.zeros((), device=self.device), 0)  # (sum, steps) of this epoch's losses
         self._resumed_mid_epoch = False
         if self.resume_path:
             self._resume(self.resume_path)
@@ -303,7 +305,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.toml", config_io.dump_toml(self.cfg))
         metrics = self.out / "metrics.jsonl"
-        if self.resume_path and metrics.is_file():
+        if self.cfg.resume and metrics.is_file():
             lines = metrics.read_text().splitlines(keepends=True)
             kept = [ln for ln in lines if _metric_step(ln) <= self.step]
             if len(kept) != len(lines):
@@ -341,12 +343,13 @@ class Trainer:
             while self.step < self.total_steps and not stop:
                 if not self._resumed_mid_epoch:
                     self.loader.set_epoch(self.epoch)
+                    self.epoch_loss = (torch.zeros((), device=self.device), 0)
                 self._resumed_mid_epoch = False
                 t_epoch = time.perf_counter()
-                loss_sum, loss_n = torch.zeros((), device=self.device), 0
                 for batch in self.loader:
                     loss = self.train_step(batch)
-                    loss_sum, loss_n = loss_sum + loss, loss_n + 1
+                    self.epoch_loss = (self.epoch_loss[0] + loss, self.epoch_loss[1] + 1)
+                    loss_sum, loss_n = self.epoch_loss
                     images += self.global_batch
                     if task is not None:
                         progress.update(task, advance=1)
@@ -490,7 +493,8 @@ class Trainer:
         saved by the checkpointer)."""
         return {"step": self.step, "epoch": self.epoch, "loader": self.loader.state_dict(),
                 "schedule": self.schedule.state_dict(), "world_size": self.dims.world_size,
-                "mean": self.mean, "std": self.std, "model": self.cfg.model.name}
+                "mean": self.mean, "std": self.std, "model": self.cfg.model.name,
+                "epoch_loss": [float(self.epoch_loss[0]), self.epoch_loss[1]]}  # logged means go on exactly
 
     def _ema_tensors(self) -> dict:
         return {f"ema.{k}": v for k, v in self.ema.state_dict().items()} if self.ema is not None else {}
@@ -501,11 +505,18 @@ class Trainer:
                          more=self._ema_tensors())
 
     def _resume(self, path):
+        saved = self.resume_extra.get("model")
+        if saved and not self.cfg.init and saved != self.cfg.model.name:
+            raise MinwaError(f"the training state in {path} is of model '{saved}', this run's is "
+                             f"'{self.cfg.model.name}'; resume with the settings it was saved with")
         extra = load_distributed(path, self.model, self.optimizer, more=self._ema_tensors())
         self.step, self.epoch = int(extra["step"]), int(extra["epoch"])
         self.loader.load_state_dict(extra["loader"])
         self._resumed_mid_epoch = True
         self.schedule.load_state_dict(extra["schedule"])
+        loss_sum, loss_n = extra.get("epoch_loss", (0.0, 0))
+        self.epoch_loss = (torch.tensor(loss_sum, dtype=torch.float32 if self.dtype != torch.float64 else self.dtype,
+                                        device=self.device), int(loss_n))
 
     def _plot(self):
         from minwa.train.plots import plot_learning_curve
@@ -513,14 +524,22 @@ class Trainer:
         plot_learning_curve(self.history, self.out / "learning_curve.png", title=f"{self.cfg.recipe}")
 
 
-def find_train_state(path) -> Path:
-    """The training state ``--resume PATH`` means: a run folder's ``train_state/`` or a state folder."""
+def find_train_state(path, report: bool = True) -> Path | None:
+    """The training state ``--resume PATH`` means: a run folder's ``train_state/`` or a state folder.
+    None for a run folder whose run was stopped before its first save: it starts again from step 0,
+    which is what resuming it exactly means."""
     path = Path(path)
     if not path.exists():
         raise MinwaError(f"nothing to resume at {path}: no such folder")
     for candidate in (path / TRAIN_STATE, path / "train_state_dcp", path):
         if is_distributed_checkpoint(candidate):
             return candidate
+    if (path / "config.toml").is_file() and not (path / TRAIN_STATE).exists() and not leftover_states(
+            path / "train_state_dcp"):
+        if report:
+            print(f"note: the run in {path} was stopped before its first save; starting it from the beginning",
+                  file=sys.stderr)
+        return None
     if (path / "train_state.json").is_file():
         raise MinwaError(f"{path} holds a training state in the two-file layout of an older minwa, which this "
                          "version does not read; resume it with that version or start the run again")

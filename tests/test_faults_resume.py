@@ -1,0 +1,159 @@
+"""Exact resume under faults, through `minwa train` on real Fashion-MNIST images.
+
+A run is SIGKILLed at several moments (between saves, and inside a save: between the state's files and
+its pointer), resumed with ``--resume``, and must end with the uninterrupted run's weights bit for bit and
+its metric lines. A finished run, a changed model and a folder without a state are one sentence each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from data_fixtures import small_idx
+
+# 2,560 images / 32 = 80 steps per epoch, 4 epochs = 320 steps, a resumable state every 40 steps
+ARGS = ["--quiet", "--epochs", "4", "--set", "data.batch_size=32", "--set", "save_every=0.5",
+        "--set", "eval_every=0", "--set", "log_every=1", "--set", "data.val=", "--set", "precision=fp32",
+        "--set", 'model.kwargs={"widths": [8, 16]}', "--set", "threads=1", "--set", "data.workers=0"]
+TOTAL = 320
+
+# kill before the KILL_AT-th JSON write of the state saves: each save writes its minwa.json, then LATEST
+INJECT = """
+import os, sys
+import minwa.parallel.checkpoint as ck
+calls, at, write = [0], int(os.environ["KILL_AT"]), ck.atomic_write_json
+def killed(path, obj):
+    calls[0] += 1
+    if calls[0] == at:
+        os.kill(os.getpid(), 9)
+    write(path, obj)
+ck.atomic_write_json = killed
+from minwa.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _train(data, out, *extra, env=None, check=True):
+    cmd = [sys.executable, "-m", "minwa", "train", "--data", str(data), "--out", str(out), *ARGS, *extra]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check:
+        assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+def _steps(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _losses(out: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["kind"] == "train"]
+
+
+def _assert_same_weights(a: Path, b: Path):
+    wa, wb = load_file(str(a / "final.safetensors")), load_file(str(b / "final.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+@pytest.fixture(scope="module")
+def data(fashion_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fm") / "idx"
+    small_idx(folder, n=2560, real=fashion_dir)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight") / "run"
+    _train(data, out)
+    assert _steps(out)[-1] == TOTAL
+    return out
+
+
+def _kill_when_logged(data, out, line: int):
+    """Start `minwa train`, SIGKILL it once metrics.jsonl holds ``line`` lines (a real, unannounced kill)."""
+    cmd = [sys.executable, "-m", "minwa", "train", "--data", str(data), "--out", str(out), *ARGS]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and p.poll() is None:
+        if metrics.is_file() and metrics.read_bytes().count(b"\n") >= line:
+            break
+        time.sleep(0.001)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+@pytest.mark.parametrize("line", [15, 81, 160, 241, 315])
+def test_sigkill_then_resume_is_bit_identical(data, straight, tmp_path, line):
+    out = tmp_path / "run"
+    _kill_when_logged(data, out, line)
+    r = _train(data, out, "--resume", str(out))
+    assert ("before its first save" in r.stderr) == (line < 40)  # then it starts again from step 0
+    _assert_same_weights(straight, out)
+    assert _steps(out) == _steps(straight)  # the killed run's lines after its last save are gone
+    assert _losses(out) == _losses(straight)
+
+
+@pytest.mark.parametrize("kill_at", [5, 6], ids=["before-the-state-json", "before-the-pointer"])
+def test_a_kill_inside_a_save_keeps_the_previous_state(data, straight, tmp_path, kill_at):
+    """Killed inside the third save, with the new state's tensors (and, for kill_at 6, its JSON) on disk:
+    the second save's state stays current and the resume is exact."""
+    out = tmp_path / "run"
+    env = {**os.environ, "KILL_AT": str(kill_at)}
+    cmd = [sys.executable, "-c", INJECT, "train", "--data", str(data), "--out", str(out), *ARGS]
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == -signal.SIGKILL
+    current = json.loads((out / "train_state" / "LATEST").read_text())["current"]
+    assert current.startswith("state-000000080-")
+    assert len(list((out / "train_state").glob("state-000000120-*"))) == 1  # the torn one, never named
+    _train(data, out, "--resume", str(out))
+    _assert_same_weights(straight, out)
+    assert _steps(out) == _steps(straight)
+    assert [p.name for p in (out / "train_state").iterdir() if p.name != "LATEST"] == [
+        json.loads((out / "train_state" / "LATEST").read_text())["current"]]  # superseded states removed
+
+
+def _digests(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resuming_a_finished_run_changes_nothing(data, straight, tmp_path):
+    before = _digests(straight)
+    r = _train(data, straight, "--resume", str(straight))
+    assert "already complete" in r.stdout and "nan" not in r.stdout
+    assert _digests(straight) == before
+    final = json.loads((straight / "final.json").read_text())  # standard JSON: no NaN without a val set
+    assert final["metrics"]["val_acc"] is None
+
+
+def test_resume_with_another_model_is_one_sentence(data, straight, tmp_path):
+    r = _train(data, straight, "--resume", str(straight), "--epochs", "5",
+               "--set", 'model.kwargs={"widths": [8, 32]}', check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and "does not fit this model" in r.stderr and "[16, 8, 3, 3] there" in r.stderr
+
+
+def test_resume_without_a_state_says_what_is_there(data, tmp_path):
+    r = _train(data, tmp_path / "new", "--resume", str(tmp_path / "nowhere"), check=False)
+    assert r.returncode == 2 and r.stderr.strip() == f"error: nothing to resume at {tmp_path / 'nowhere'}: no such folder"
+    # an older minwa's swap killed between its two renames left the complete state beside the folder
+    left = tmp_path / "old" / "train_state_dcp.tmp-1a2b3c4d"
+    left.mkdir(parents=True)
+    (left / "minwa.json").write_text("{}")
+    r = _train(data, tmp_path / "new", "--resume", str(tmp_path / "old"), check=False)
+    assert r.returncode == 2 and str(left) in r.stderr and "Traceback" not in r.stderr
