@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -90,6 +91,17 @@ def _resolve_keys(cls, data: dict, prefix: str):
             known = ", ".join(sorted(types_))
             raise MinwaError(f"unknown config key '{where}' (known here: {known})")
         yield name, where, value, types_[name]
+
+
+def check_finite(cfg, prefix: str = "") -> None:
+    """Every float field of ``cfg`` and its sections is finite: TOML's ``inf``/``nan``, YAML's ``.inf``,
+    ``1e999`` and Python callers all reach here, and an infinite rate would train to NaN weights."""
+    for f in dataclasses.fields(cfg):
+        value, where = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_finite(value, f"{where}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise MinwaError(f"{where} must be a finite number, got {value}")
 
 
 def from_dict(cls, data: dict, prefix: str = ""):

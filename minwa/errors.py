@@ -15,6 +15,13 @@ class MinwaError(Exception):
             self.exit_code = exit_code
 
 
+def check_rules(rules) -> None:
+    """Raise the message of the first ``(ok, message)`` pair that is not ok (config checks read as a table)."""
+    for ok, message in rules:
+        if not ok:
+            raise MinwaError(message)
+
+
 def require_path(path, what: str = "path"):
     """Return ``Path(path)`` or raise a one-line error when it does not exist."""
     from pathlib import Path

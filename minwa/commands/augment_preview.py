@@ -4,6 +4,8 @@ HELP = "draw the augmentations of one image (Deep Image Figure 4): a row per tra
 
 
 def add_arguments(p):
+    from minwa.commands.predict import add_max_pixels
+
     p.add_argument("image", help="an image file (JPEG, PNG, ...)")
     p.add_argument("--out", default="augment_preview.png", help="PNG to write (default: augment_preview.png)")
     p.add_argument("--scale", type=int, default=320, help="shorter side of the scaled image S (default 320)")
@@ -12,6 +14,7 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="augmentation seed")
     p.add_argument("--fill", default="reflect", choices=["reflect", "surround", "border", "zeros"],
                    help="how rotated / distorted corners are filled (default reflect)")
+    add_max_pixels(p)
 
 
 def run(args) -> int:
@@ -23,9 +26,9 @@ def run(args) -> int:
     from minwa.utils.atomic import atomic_write_bytes
 
     path = require_path(args.image, "image")
-    if args.crop < 8 or args.scale < args.crop or args.samples < 1:
-        raise MinwaError("augment-preview needs --scale >= --crop >= 8 and --samples >= 1")
-    image = read_image(path, 3)
+    if args.crop < 8 or args.scale < args.crop or args.samples < 1 or args.max_pixels < 0:
+        raise MinwaError("augment-preview needs --scale >= --crop >= 8, --samples >= 1 and --max-pixels >= 0")
+    image = read_image(path, 3, args.max_pixels)
     sheet = preview_grid(image, args.scale, args.crop, args.samples, args.seed, args.fill)
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")

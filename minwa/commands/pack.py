@@ -26,7 +26,10 @@ def add_arguments(p):
 
 def run(args) -> int:
     from minwa.data import pack
+    from minwa.errors import MinwaError
 
+    if args.workers < 0:  # pack() takes any int; a negative count would silently mean one process
+        raise MinwaError(f"--workers must be 0 (one per core) or positive, got {args.workers}")
     m = pack(args.src, args.out, max_side=args.max_side, quality=args.quality, shard_size=args.shard_size,
              workers=args.workers, seed=args.seed, split=args.split, progress=not args.quiet)
     rejected = m["rejected"]

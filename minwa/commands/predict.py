@@ -3,6 +3,14 @@
 HELP = "classify image files: top-k class names with probabilities (ensembles, scales, flips)"
 
 
+def add_max_pixels(p):
+    """``--max-pixels N``: the image-size limit of ``read_image`` (predict and augment-preview)."""
+    from minwa.data.decode import MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                   help=f"refuse larger images (default {MAX_PIXELS:,}, Pillow's bomb limit; 0 = no limit)")
+
+
 def add_arguments(p):
     from minwa.commands.eval import scale_list
 
@@ -15,6 +23,7 @@ def add_arguments(p):
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    add_max_pixels(p)
 
 
 def run(args) -> int:
@@ -25,8 +34,10 @@ def run(args) -> int:
 
     if args.topk < 1:
         raise MinwaError("--topk must be at least 1")
+    if args.max_pixels < 0:
+        raise MinwaError(f"--max-pixels must be 0 (no limit) or positive, got {args.max_pixels}")
     results = predict(args.ckpt, args.images, args.topk, scales=args.scales, flip=args.flip, dense=args.dense,
-                      device=args.device, precision=args.precision)
+                      device=args.device, precision=args.precision, max_pixels=args.max_pixels)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

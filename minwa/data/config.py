@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from minwa.errors import check_rules
+
 
 @dataclass
 class DataConfig:
@@ -20,3 +22,15 @@ class DataConfig:
     shard_cache: bool = False  # several ranks: each caches 1/world of the set, batches traded (all_to_all)
     cache_gb: float = 0.0  # cache size limit in GiB (0 = auto: a quarter of RAM, a third of free device memory)
     classes: list[str] = field(default_factory=list)  # train/validate on these classes only (renumbered 0..k-1)
+
+
+def check(cfg: DataConfig) -> DataConfig:
+    """Reject impossible loader settings, each in one sentence, before any data is read."""
+    check_rules([
+        (cfg.scale >= 0 and cfg.crop >= 0, "data.scale and data.crop must not be negative"),
+        (cfg.batch_size >= 1, f"data.batch_size must be at least 1, got {cfg.batch_size}"),
+        (cfg.workers >= 0, f"data.workers must not be negative (0 = decode in the training process), got {cfg.workers}"),
+        (cfg.prefetch >= 1, f"data.prefetch must be at least 1, got {cfg.prefetch}"),
+        (cfg.cache_gb >= 0, f"data.cache_gb must not be negative (0 = automatic), got {cfg.cache_gb}"),
+    ])
+    return cfg

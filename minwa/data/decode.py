@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import struct
@@ -136,9 +137,11 @@ def _open(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data))
 
 
-def read_image(path, channels: int = 3) -> np.ndarray:
+def read_image(path, channels: int = 3, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """An image file a user points at (``predict``, ``augment-preview``) as HxWxC uint8, decoded exactly as
-    ``pack`` decodes its sources (EXIF rotation applied); one-sentence ``MinwaError`` when it cannot be."""
+    ``pack`` decodes its sources (EXIF rotation applied) and refused for the same reasons (a JPEG is
+    checked as the packer checks it, so a truncated one is not answered as if whole); one-sentence
+    ``MinwaError`` when it cannot be. ``max_pixels``: larger images are refused (0 = no limit)."""
     from minwa.errors import MinwaError
 
     p = Path(path)
@@ -151,13 +154,32 @@ def read_image(path, channels: int = 3) -> np.ndarray:
     try:
         if not data:
             raise Rejected(EMPTY)
-        return decode_source(data, channels)
+        with _pillow_limit_lifted():
+            w, h = _open(data).size
+            if max_pixels and w * h > max_pixels:
+                raise MinwaError(f"image {p} is too large: {w * h:,} pixels ({w}x{h}), over the limit of "
+                                 f"{max_pixels:,}; raise it with --max-pixels {w * h}")
+            if sniff(data) == "jpeg":
+                data = _check_jpeg(data)
+            return decode_source(data, channels)
     except Rejected as e:
         raise MinwaError(f"cannot decode image {p}: {e}") from None
     except UnidentifiedImageError:
         raise MinwaError(f"cannot decode image {p}: {NOT_AN_IMAGE}") from None
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
         raise MinwaError(f"cannot decode image {p}: {_classify_failure(data, e)} ({e})") from None
+
+
+@contextlib.contextmanager
+def _pillow_limit_lifted():
+    """Pillow's decompression-bomb check (a process-wide setting) off while ``read_image`` applies its own
+    ``max_pixels``, which may be above Pillow's; restored afterwards."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def pil_to_array(img: Image.Image, channels: int) -> np.ndarray:

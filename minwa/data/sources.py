@@ -165,31 +165,48 @@ class ImageFolderDataset(FileDataset):
             raise MinwaError(f"{self.path} has no class folders (expected {self.path}/<class>/<image>)")
         self.classes = [p.name for p in class_dirs]
         self.files, labels = [], []
-        for label, d in enumerate(class_dirs):
-            for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
-                dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-                for name in sorted(filenames):
-                    if not name.startswith("."):
-                        self.files.append(Path(dirpath) / name)
-                        labels.append(label)
-        self.labels = np.asarray(labels, dtype=np.int64)
         self.skipped = [
             {"path": str(p), "reason": "not inside a class folder"}
             for p in sorted(self.path.iterdir())
             if p.is_file() and _visible(p)
         ]
+        walked = {os.path.realpath(p) for p in (self.path, *class_dirs)}
+        for label, d in enumerate(class_dirs):
+            for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
+                dirnames[:] = self._unwalked(Path(dirpath), sorted(n for n in dirnames if not n.startswith(".")), walked)
+                for name in sorted(filenames):
+                    if not name.startswith("."):
+                        self.files.append(Path(dirpath) / name)
+                        labels.append(label)
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def _unwalked(self, parent: Path, names: list[str], walked: set[str]) -> list[str]:
+        """The sub-folders not walked yet, by real path: links are followed, but none twice, so a link
+        back up the tree (a loop) or to another class's folder is listed in ``skipped``, not walked
+        again and again until the path is too long."""
+        keep = []
+        for name in names:
+            real = os.path.realpath(parent / name)
+            if real in walked:
+                self.skipped.append({"path": str(parent / name), "reason": f"a link to a folder already included ({real})"})
+            else:
+                walked.add(real)
+                keep.append(name)
+        return keep
 
 
 class ListDataset(FileDataset):
     """MXNet ``.lst``: ``index<TAB>label[<TAB>label...]<TAB>path``; the first label is the class.
-    Class names come from ``classes.txt`` beside the list when present, else they are the label numbers."""
+    Class names come from ``classes.txt`` beside the list when present, else they are the label numbers.
+    Without names for them, labels of ``max(1000, 10 x lines)`` or more are refused: one typo (label
+    1000000) would otherwise make a million empty classes and a head to match."""
 
     kind = "lst"
 
     def __init__(self, lst):
         self.path = Path(lst)
         root = self.path.parent
-        self.files, labels = [], []
+        self.files, labels, linenos = [], [], []
         text = self.path.read_text(encoding="utf-8", errors="strict")
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -205,12 +222,18 @@ class ListDataset(FileDataset):
                 raise MinwaError(f"{self.path} line {lineno} is not 'index<TAB>label<TAB>path' with a whole, non-negative label") from None
             self.files.append(root / cols[-1])
             labels.append(int(label))
+            linenos.append(lineno)
         if not self.files:
             raise MinwaError(f"{self.path} lists no images")
         self.labels = np.asarray(labels, dtype=np.int64)
         n = int(self.labels.max()) + 1
         names_file = root / "classes.txt"
         names = [s.strip() for s in names_file.read_text(encoding="utf-8").splitlines() if s.strip()] if names_file.is_file() else []
+        limit = max(1000, 10 * len(self.files))
+        if len(names) < n and n > limit:
+            at = int(self.labels.argmax())
+            raise MinwaError(f"{self.path} line {linenos[at]} has label {labels[at]}, far beyond its {len(self.files)} "
+                             f"images (labels stop at {limit - 1} unless classes.txt beside it names every class)")
         self.classes = names if len(names) >= n else [str(i) for i in range(n)]
         self.skipped = []
 

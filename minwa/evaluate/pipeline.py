@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minwa.data.decode import read_image
+from minwa.data.decode import MAX_PIXELS, read_image
 from minwa.errors import MinwaError
 from minwa.evaluate.config import EvalConfig
 from minwa.evaluate.ensemble import (Member, ensemble_probs, load_members, mean_probs, prepare, view_probs)
@@ -159,15 +159,16 @@ def _progress_bar(enabled: bool, n: int):
 
 
 def predict(ckpts, images, topk: int = 5, *, scales=(), flip: bool = False, dense: bool = False,
-            device: str = "auto", precision: str = "fp32", members: list[Member] | None = None) -> list[dict]:
+            device: str = "auto", precision: str = "fp32", members: list[Member] | None = None,
+            max_pixels: int = MAX_PIXELS) -> list[dict]:
     """Top-k classes with probabilities for each image (a path or a uint8 H×W×C array), through the same
-    scale/flip/ensemble averaging as :func:`evaluate`."""
+    scale/flip/ensemble averaging as :func:`evaluate`; image files over ``max_pixels`` are refused."""
     dev = resolve_device(device)
     members = members or load_members(ckpts, dev)
     prepare(members, dev)
     classes = members[0].classes
     channels = 1 if all(m.in_chans == 1 for m in members) else 3
-    arrays = [im if isinstance(im, np.ndarray) else read_image(im, channels) for im in images]
+    arrays = [im if isinstance(im, np.ndarray) else read_image(im, channels, max_pixels) for im in images]
     per_member = []
     for m in members:
         vp = view_probs(m, arrays, list(scales) or [m.scale], flip, dense, dev, precision)

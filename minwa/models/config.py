@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from minwa.models.registry import check_options
+
 
 @dataclass
 class ModelConfig:
@@ -10,3 +12,9 @@ class ModelConfig:
     channels_last: bool = True
     compile: bool = False  # torch.compile the model (pays on GPU; usually not on a 2-core CPU)
     checkpointing: bool = False  # activation checkpointing (trades compute for memory)
+
+
+def check(cfg: ModelConfig) -> ModelConfig:
+    """An unknown model, or constructor options it refuses, in one sentence before any data is read."""
+    check_options(cfg.name, cfg.kwargs)
+    return cfg

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from minwa.errors import check_rules
+
 
 @dataclass
 class ParallelConfig:
@@ -13,3 +15,13 @@ class ParallelConfig:
     bucket_mb: float = 25.0  # butterfly: DDP bucket size; each bucket is reduce-scattered then all-gathered
     prefetch: bool = True  # fsdp: all-gather the next layer's weights while this layer computes (lazy update)
     sync_batchnorm: bool = False  # BatchNorm statistics over the global batch instead of each rank's slice
+
+
+def check(cfg: ParallelConfig) -> ParallelConfig:
+    """Reject impossible layout settings before any data is read (strategy and backend names, and the
+    degrees against the world size, are checked by ``ParallelDims`` where the world size is known)."""
+    check_rules([
+        (cfg.fc_split >= 0, f"parallel.fc_split must not be negative (0 = all ranks), got {cfg.fc_split}"),
+        (cfg.bucket_mb > 0, f"parallel.bucket_mb must be positive, got {cfg.bucket_mb}"),
+    ])
+    return cfg

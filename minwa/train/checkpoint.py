@@ -4,10 +4,16 @@
 model without the training config at hand: the registry name and constructor kwargs, the number of
 classes and input channels, the class names, the input scale/crop and normalisation, metrics, and the
 resolved config. Both files are written atomically (sidecar last, so a sidecar always has its weights).
+
+The sidecar also holds ``weights_sha256``, the SHA-256 of the weights file, checked on every load: one
+flipped bit in a weight loads without complaint otherwise (a valid float, e.g. -0.027 -> -9.2e36). It
+costs 0.55 s per 812 MiB (deepimage16, 212.8M weights; ~1.4 GB/s), next to 6.2 s to serialise and 4.3 s
+to build that model. Sidecars written before the checksum existed still load, unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from minwa.errors import MinwaError
+from minwa.train.sidecar import check_sidecar
 from minwa.utils.atomic import atomic_write_bytes, atomic_write_json
 
 FORMAT = "minwa-checkpoint/1"
@@ -59,8 +66,9 @@ def save_checkpoint(path, model: torch.nn.Module | dict, meta: dict) -> Path:
     weights, sidecar = checkpoint_paths(path)
     if isinstance(model, torch.nn.Module):
         model = model.state_dict()
-    atomic_write_bytes(weights, save(state_dict_for_saving(model), metadata={"format": FORMAT}))
-    atomic_write_json(sidecar, {"format": FORMAT, **meta})
+    blob = save(state_dict_for_saving(model), metadata={"format": FORMAT})
+    atomic_write_bytes(weights, blob)
+    atomic_write_json(sidecar, {"format": FORMAT, **meta, "weights_sha256": hashlib.sha256(blob).hexdigest()})
     return weights
 
 
@@ -74,29 +82,44 @@ def read_meta(path) -> dict:
         raise MinwaError(f"checkpoint sidecar {sidecar} is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise MinwaError(f"{sidecar} is not a minwa checkpoint sidecar")
-    return meta
+    return check_sidecar(meta, sidecar)
 
 
-def load_state(path, device="cpu") -> dict[str, torch.Tensor]:
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def load_state(path, device="cpu", meta: dict | None = None) -> dict[str, torch.Tensor]:
+    """The weights, checked against the sidecar's checksum (``meta``: the sidecar, when already read)."""
     weights, _ = checkpoint_paths(path)
+    meta = read_meta(path) if meta is None else meta
     try:
-        return load_file(str(weights), device=str(device))
+        state = load_file(str(weights), device=str(device))
+        digest = _file_sha256(weights) if "weights_sha256" in meta else None
     except (SafetensorError, OSError, ValueError) as e:
         raise MinwaError(f"checkpoint weights {weights} are unreadable ({str(e).splitlines()[0]})") from None
+    if digest is not None and digest != meta["weights_sha256"]:
+        raise MinwaError(f"checkpoint {weights} is damaged: its weights do not match the checksum in its sidecar")
+    return state
 
 
-def build_model_from_meta(meta: dict, device="cpu"):
+def build_model_from_meta(meta: dict, device="cpu", sidecar=None):
     from minwa.models import create_model
 
-    return create_model(meta["model"], num_classes=meta["num_classes"], in_chans=meta.get("in_chans", 3),
-                        **meta.get("model_kwargs", {})).to(device)
+    try:
+        model = create_model(meta["model"], num_classes=meta["num_classes"], in_chans=meta.get("in_chans", 3),
+                             **meta.get("model_kwargs", {}))
+    except MinwaError as e:  # the model or its options in the sidecar: say which file
+        raise MinwaError(f"checkpoint sidecar {sidecar}: {e}" if sidecar else str(e)) from None
+    return model.to(device)
 
 
 def load_checkpoint(path, device="cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the model from the sidecar and load its weights (strict): ``(model in eval mode, meta)``."""
     meta = read_meta(path)
-    model = build_model_from_meta(meta, device)
-    state = load_state(path, device)
+    model = build_model_from_meta(meta, device, checkpoint_paths(path)[1])
+    state = load_state(path, device, meta)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -2,11 +2,17 @@
 
 from dataclasses import dataclass, field
 
+from minwa import config as config_io
 from minwa.augment.config import AugmentConfig
+from minwa.data import config as data_config
 from minwa.data.config import DataConfig
+from minwa.errors import check_rules
 from minwa.evaluate.config import EvalConfig
+from minwa.models import config as model_config
 from minwa.models.config import ModelConfig
+from minwa.parallel import config as parallel_config
 from minwa.parallel.config import ParallelConfig
+from minwa.utils.device import check_device
 
 
 PRECISIONS = ("bf16", "fp32", "fp64")  # bf16 = autocast over fp32 weights
@@ -58,11 +64,16 @@ class TrainConfig:
 
 
 def check(cfg: TrainConfig) -> TrainConfig:
-    """Reject impossible settings up front, each in one sentence (before any data is read)."""
-    from minwa.errors import MinwaError
-
+    """Reject impossible settings up front, each in one sentence (before any data is read): every number
+    finite, then each section's own rules, then the run's."""
+    config_io.check_finite(cfg)
+    data_config.check(cfg.data)
+    parallel_config.check(cfg.parallel)
+    if not cfg.init:  # with --init the checkpoint's model is used, not model.*
+        model_config.check(cfg.model)
+    check_device(cfg.device)
     o = cfg.optim
-    rules = [
+    check_rules([
         (cfg.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not '{cfg.precision}'"),
         (cfg.epochs > 0, f"epochs must be positive, got {cfg.epochs}"),
         (o.lr > 0, f"optim.lr must be positive, got {o.lr}"),
@@ -79,10 +90,7 @@ def check(cfg: TrainConfig) -> TrainConfig:
         (cfg.time_budget_s >= 0, f"time_budget_s must not be negative, got {cfg.time_budget_s}"),
         (0 <= cfg.target_accuracy <= 1, f"target_accuracy is a fraction in [0, 1], got {cfg.target_accuracy}"),
         (cfg.log_every >= 1, f"log_every must be at least 1, got {cfg.log_every}"),
-        (cfg.data.scale >= 0 and cfg.data.crop >= 0, "data.scale and data.crop must not be negative"),
+        (cfg.threads >= 0, f"threads must not be negative (0 = all cores), got {cfg.threads}"),
         (cfg.finetune in ("all", "fc", "head"), f"finetune must be all, fc or head, not '{cfg.finetune}'"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise MinwaError(message)
+    ])
     return cfg
