@@ -105,9 +105,11 @@ def test_gradient_magnitude_is_the_single_process_one(runs, reference, world, na
 @pytest.mark.dist
 @pytest.mark.parametrize("name", ["fsdp", "butterfly", "hybrid2"])
 def test_two_rank_checkpoint_resumes_on_four_ranks(runs, reference, name):
-    meta = json.loads((runs["root"] / "w2" / "ckpt" / "minwa.json").read_text())
+    ckpt = runs["root"] / "w2" / "ckpt"
+    current = json.loads((ckpt / "LATEST").read_text())["current"]
+    meta = json.loads((ckpt / current / "minwa.json").read_text())
     assert meta["world_size"] == 2 and meta["extra"] == {"loader": {"position": SAVE_AT}}
-    assert not list((runs["root"] / "w2").glob("ckpt.tmp-*"))  # the atomic save left no temp folder
+    assert [p.name for p in ckpt.iterdir()] == sorted(["LATEST", current])  # the atomic save left no other folder
     weights, report = _result(runs, 4, name, "resume")
     assert report["start"] == SAVE_AT
     assert report["losses"] == pytest.approx(reference["losses"][SAVE_AT:], abs=1e-12)
