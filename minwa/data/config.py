@@ -20,3 +20,5 @@ class DataConfig:
     shard_cache: bool = False  # several ranks: each caches 1/world of the set, batches traded (all_to_all)
     cache_gb: float = 0.0  # cache size limit in GiB (0 = auto: a quarter of RAM, a third of free device memory)
     classes: list[str] = field(default_factory=list)  # train/validate on these classes only (renumbered 0..k-1)
+    on_bad_sample: str = "fail"  # a damaged sample in the shards: fail (one sentence naming it) | skip (its place in
+    # the batch goes to the next good sample of the same global batch; counted in loader.bad_samples())
