@@ -36,3 +36,16 @@ def test_loader_benchmark_smoke(tmp_path, capsys):
     for key in ("minwa_img_s", "pil_dataloader_img_s", "webdataset_img_s", "decode_ceiling_img_s"):
         assert out[key] > 0, key
     assert out["settings"]["images"] == 48 and out["cpu_us_per_image"]["minwa"] > 0
+
+
+def test_integrity_benchmark_smoke(capsys):
+    import json
+
+    from minwa.benchmarks import integrity
+
+    p = argparse.ArgumentParser()
+    integrity.add_arguments(p)
+    assert integrity.run(p.parse_args(["--images", "3", "--rounds", "1", "--json"])) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 3 and 0 < out["crc_share_of_decode"]["decode_full"] < 1
+    assert set(out["us_per_100kb"]) == {"crc32", "decode_full", "decode_for_224"}

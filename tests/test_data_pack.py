@@ -203,7 +203,7 @@ def test_verify_catches_damage(tmp_path, fashion_small):
     pack(fashion_small[0], out2, shard_size=256, workers=1, progress=False)
     idx = np.load(out2 / "shard-00000.idx")
     idx["label"][0] = (idx["label"][0] + 1) % 10
-    from minwa.data.shards import index_bytes
+    from minwa.data.index import index_bytes
 
     (out2 / "shard-00000.idx").write_bytes(index_bytes(idx))
     m = json.loads((out2 / "manifest.json").read_text())

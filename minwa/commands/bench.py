@@ -2,7 +2,7 @@
 
 import importlib
 
-HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput)"
+HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput, integrity)"
 
 BENCHES = {
     "loader": ("minwa.benchmarks.loader", "shard loader vs a PIL DataLoader, webdataset and the decode ceiling"),
@@ -10,6 +10,7 @@ BENCHES = {
     "train": ("minwa.benchmarks.train", "time to accuracy of a recipe vs a plain PyTorch script"),
     "scaling": ("minwa.benchmarks.scaling", "images/s, speed-up and efficiency over 1..N processes per strategy"),
     "throughput": ("minwa.benchmarks.throughput", "training step images/s and MFU: JPEG shards vs data already on the device"),
+    "integrity": ("minwa.benchmarks.integrity", "the per-sample CRC-32 check vs decoding the same JPEG"),
 }
 
 

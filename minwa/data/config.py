@@ -5,6 +5,10 @@ from dataclasses import dataclass, field
 from minwa.errors import check_rules
 
 
+CACHE_CHOICES = ("auto", "memory", "device", "jpeg", "none")
+ON_BAD_SAMPLE = ("fail", "skip")
+
+
 @dataclass
 class DataConfig:
     train: str = ""  # packed shards folder (or a raw source: IDX folder, ImageFolder, .lst)
@@ -22,6 +26,8 @@ class DataConfig:
     shard_cache: bool = False  # several ranks: each caches 1/world of the set, batches traded (all_to_all)
     cache_gb: float = 0.0  # cache size limit in GiB (0 = auto: a quarter of RAM, a third of free device memory)
     classes: list[str] = field(default_factory=list)  # train/validate on these classes only (renumbered 0..k-1)
+    on_bad_sample: str = "fail"  # a damaged sample in the shards: fail (one sentence naming it) | skip (its place in
+    # the batch goes to the next good sample of the same global batch; counted in loader.bad_samples())
 
 
 def check(cfg: DataConfig) -> DataConfig:
@@ -32,5 +38,8 @@ def check(cfg: DataConfig) -> DataConfig:
         (cfg.workers >= 0, f"data.workers must not be negative (0 = decode in the training process), got {cfg.workers}"),
         (cfg.prefetch >= 1, f"data.prefetch must be at least 1, got {cfg.prefetch}"),
         (cfg.cache_gb >= 0, f"data.cache_gb must not be negative (0 = automatic), got {cfg.cache_gb}"),
+        (cfg.cache in CACHE_CHOICES, f"data.cache must be one of {', '.join(CACHE_CHOICES)}, got '{cfg.cache}'"),
+        (cfg.on_bad_sample in ON_BAD_SAMPLE, f"data.on_bad_sample must be {' or '.join(ON_BAD_SAMPLE)}, "
+                                              f"got '{cfg.on_bad_sample}'"),
     ])
     return cfg

@@ -366,6 +366,21 @@ def _back(img: Image.Image) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- packing
+# What decoding damaged or unusual bytes raises (UnidentifiedImageError is an OSError)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, struct.error, zlib.error, Image.DecompressionBombError, Rejected)
+
+
+def failure_reason(data: bytes, err: Exception) -> str:
+    """One of ``REASONS`` for an exception in ``DECODE_ERRORS`` raised while decoding ``data``."""
+    if isinstance(err, Rejected):
+        return str(err)
+    if isinstance(err, UnidentifiedImageError):
+        return NOT_AN_IMAGE
+    if isinstance(err, Image.DecompressionBombError):
+        return TOO_LARGE
+    return _classify_failure(data, err)
+
+
 def _classify_failure(data: bytes, err: Exception) -> str:
     text = str(err).lower()
     if "truncat" in text or "premature end" in text:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from minwa.data import decode as dec
+from minwa.data.integrity import BadSample
 from minwa.data.workers import image_format
 from minwa.errors import MinwaError
 
@@ -53,9 +54,14 @@ class JpegCache:
     """Every sample's stored bytes in one uint8 tensor; ``batch(idx)`` decodes and resizes on ``device``.
 
     ``decode`` defaults to nvJPEG (``nvjpeg_decoder``); tests pass a CPU decoder to check the rest.
+    Every sample's bytes are checked once, as they are copied in (``ShardDataset.encoded``: CRC-32): a
+    damaged one raises its ``BadSample``, or with a list ``on_bad`` its record goes there and its bytes are
+    not copied (the loader never asks for it: ``minwa.data.order.substitute``). Indices without
+    checksums (version 1) leave damage to nvJPEG, which fails the whole batch with one sentence.
     """
 
-    def __init__(self, dataset, size: tuple[int, int], device, decode: Decoder | None = None):
+    def __init__(self, dataset, size: tuple[int, int], device, decode: Decoder | None = None,
+                 on_bad: list | None = None):
         if not hasattr(dataset, "encoded"):
             raise MinwaError(f"data.cache=jpeg reads packed shards; {dataset.path} is not one (run 'minwa pack' first)")
         if size[0] != size[1]:
@@ -69,10 +75,20 @@ class JpegCache:
         view = self.blob.numpy()
         self.is_jpeg = np.zeros(len(dataset), dtype=bool)
         for i in range(len(dataset)):
-            data = dataset.encoded(i)
-            view[self.offsets[i] : self.offsets[i + 1]] = np.frombuffer(data, dtype=np.uint8)
-            self.is_jpeg[i] = dec.sniff(data) == "jpeg"
+            data = self._checked(i, on_bad)
+            if data is not None:
+                view[self.offsets[i] : self.offsets[i + 1]] = np.frombuffer(data, dtype=np.uint8)
+                self.is_jpeg[i] = dec.sniff(data) == "jpeg"
         self.nbytes = self.blob.numel()
+
+    def _checked(self, i: int, on_bad: list | None) -> bytes | None:
+        try:
+            return self.ds.encoded(i)
+        except BadSample as e:
+            if on_bad is None:
+                raise
+            on_bad.append(e.report(i))
+            return None
 
     def batch(self, idx: np.ndarray) -> torch.Tensor:
         """Samples ``idx`` as an N x C x S x S uint8 batch on the device (channels-last for colour)."""

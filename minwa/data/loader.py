@@ -53,12 +53,13 @@ from minwa.data import decode as dec
 from minwa.data.jpeg_cache import JpegCache
 from minwa.data.sharded_cache import ShardedCache, owned
 from minwa.data import order as ordering
-from minwa.data.config import DataConfig
+from minwa.data.config import CACHE_CHOICES, DataConfig
+from minwa.data.config import check as check_data_config
+from minwa.data.integrity import BadSample, all_damaged
 from minwa.data.sources import ImageDataset
 from minwa.data.workers import BatchWorkers, empty_images, hwc
 from minwa.errors import MinwaError
 
-CACHE_CHOICES = ("auto", "memory", "device", "jpeg", "none")
 _RRC_AREA = (0.08, 1.0)
 _RRC_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
 
@@ -83,10 +84,13 @@ def _rrc_box(h: int, w: int, u: np.ndarray) -> tuple[float, float, float, float]
 
 
 class _SampleReader:
-    """Turns sample indices into equally sized C x H x W uint8 tensors; shared by both paths."""
+    """Turns sample indices into equally sized C x H x W uint8 tensors; shared by both paths.
 
-    def __init__(self, dataset: ImageDataset, size: tuple[int, int], rrc: int, seed: int):
-        self.ds, self.size, self.rrc, self.seed = dataset, size, rrc, seed
+    ``skip``: a damaged sample (``BadSample``) is reported instead of raised, and in a batch its row gets
+    the next good sample of the global batch (``minwa.data.order.replacements``)."""
+
+    def __init__(self, dataset: ImageDataset, size: tuple[int, int], rrc: int, seed: int, skip: bool = False):
+        self.ds, self.size, self.rrc, self.seed, self.skip = dataset, size, rrc, seed, skip
         self.epoch = 0
 
     @property
@@ -123,16 +127,39 @@ class _SampleReader:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         return dec.resize_chw(img, (x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)), c, c, out)
 
-    def fill(self, idx: np.ndarray, out: torch.Tensor) -> None:
-        """Write samples ``idx`` into ``out`` (len(idx) x C x H x W), each resized straight into its row."""
-        for j, i in enumerate(idx.tolist()):
-            self.read(i, out[j])
+    def attempt(self, i: int, out: torch.Tensor) -> dict | None:
+        """Read sample ``i`` into ``out``; None when done, the damaged sample's record when skipping."""
+        try:
+            self.read(i, out)
+            return None
+        except BadSample as e:
+            if not self.skip:
+                raise
+            return e.report(i)
 
-    def batch(self, idx: np.ndarray) -> Batch:
-        out = empty_images((len(idx), *self.out_shape))
+    def fill(self, batch: np.ndarray, b: int, bounds: tuple[int, int], out: torch.Tensor) -> tuple[np.ndarray, list[dict]]:
+        """Write the rows ``bounds`` = [lo, hi) of global batch ``b`` (sample indices ``batch``) into
+        ``out`` (hi - lo x C x H x W), each resized straight into its row. Returns the sample indices
+        written (a damaged one replaced when skipping) and the records of the damaged samples met."""
+        lo, hi = bounds
+        used, bad = batch[lo:hi].copy(), []
+        for j, i in enumerate(batch[lo:hi].tolist()):
+            record = self.attempt(i, out[j])
+            if record is None:
+                continue
+            bad.append(record)
+            tried = (q for q in ordering.replacements(len(batch), lo + j) if self.attempt(int(batch[q]), out[j]) is None)
+            q = next(tried, None)
+            if q is None:
+                raise all_damaged(self.ds.path, b)
+            used[j] = batch[q]
+        return used, bad
+
+    def batch(self, batch: np.ndarray, b: int, bounds: tuple[int, int]) -> tuple[Batch, list[dict]]:
+        out = empty_images((bounds[1] - bounds[0], *self.out_shape))
         with _one_thread():
-            self.fill(idx, out)
-        return Batch(out, torch.from_numpy(self.ds.labels[idx]), torch.from_numpy(idx))
+            used, bad = self.fill(batch, b, bounds, out)
+        return Batch(out, torch.from_numpy(self.ds.labels[used]), torch.from_numpy(used)), bad
 
 
 @contextlib.contextmanager
@@ -154,20 +181,21 @@ def _one_thread():
 _FILL: dict = {}
 
 
-def _fill_range(bounds: tuple[int, int]) -> None:
+def _fill_range(bounds: tuple[int, int]) -> list[dict]:
     reader, out, which = _FILL["reader"], _FILL["out"], _FILL["which"]
-    for j in range(*bounds):
-        reader.read(j if which is None else int(which[j]), out[j])
+    records = (reader.attempt(j if which is None else int(which[j]), out[j]) for j in range(*bounds))
+    return [r for r in records if r is not None]
 
 
 def decode_all(dataset: ImageDataset, size: tuple[int, int], workers: int,
-               which: np.ndarray | None = None) -> torch.Tensor:
+               which: np.ndarray | None = None, on_bad: list | None = None) -> torch.Tensor:
     """Every image of ``dataset`` (or the samples ``which``, in that order) at ``size`` in one
     N x C x H x W uint8 tensor (CPU), in the batches' memory layout (``workers.image_format``:
     channels-last for colour).
 
     An IDX source is copied as is (no decoding); otherwise ``workers`` forked processes decode ranges
-    straight into one shared-memory tensor.
+    straight into one shared-memory tensor. A damaged sample raises its ``BadSample``; with a list
+    ``on_bad`` its row is left as it is and its record appended there instead (in index order).
     """
     pixels = dataset.pixels()
     if pixels is not None and tuple(pixels.shape[1:3]) == tuple(size):
@@ -175,27 +203,30 @@ def decode_all(dataset: ImageDataset, size: tuple[int, int], workers: int,
         if pixels.shape[3] > 1:  # N x H x W x C is channels-last memory already
             return torch.from_numpy(np.array(pixels)).permute(0, 3, 1, 2)
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).copy())
-    reader = _SampleReader(dataset, size, 0, 0)
+    reader = _SampleReader(dataset, size, 0, 0, skip=on_bad is not None)
     n = len(dataset) if which is None else len(which)
     out = empty_images((n, *reader.out_shape))
+    found: list[dict] = []
     if workers <= 1 or n < 4096 or "fork" not in mp.get_all_start_methods():
         _FILL.update(reader=reader, out=out, which=which)
         try:
             with _one_thread():
-                _fill_range((0, n))
+                found = _fill_range((0, n))
         finally:
             _FILL.clear()
-        return out
-    out.share_memory_()
-    _FILL.update(reader=reader, out=out, which=which)
-    try:
-        step = max(256, -(-n // (workers * 8)))
-        chunks = [(a, min(n, a + step)) for a in range(0, n, step)]
-        with mp.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            for _ in pool.imap_unordered(_fill_range, chunks):
-                pass
-    finally:
-        _FILL.clear()
+    else:
+        out.share_memory_()
+        _FILL.update(reader=reader, out=out, which=which)
+        try:
+            step = max(256, -(-n // (workers * 8)))
+            chunks = [(a, min(n, a + step)) for a in range(0, n, step)]
+            with mp.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                for records in pool.imap_unordered(_fill_range, chunks):
+                    found.extend(records)
+        finally:
+            _FILL.clear()
+    if on_bad is not None:
+        on_bad.extend(sorted(found, key=lambda r: r["index"]))
     return out
 
 
@@ -248,14 +279,9 @@ class Loader:
 
     def __init__(self, cfg: DataConfig, dataset: ImageDataset, *, train: bool, rank: int = 0,
                  world_size: int = 1, device="cpu", epoch: int = 0):
-        if cfg.batch_size < 1:
-            raise MinwaError(f"data.batch_size must be at least 1, got {cfg.batch_size}")
+        check_data_config(cfg)
         if not 0 <= rank < world_size:
             raise MinwaError(f"rank {rank} is not in 0..{world_size - 1}")
-        if cfg.cache not in CACHE_CHOICES:
-            raise MinwaError(f"data.cache must be one of {', '.join(CACHE_CHOICES)}, got '{cfg.cache}'")
-        if cfg.workers < 0 or cfg.prefetch < 1:
-            raise MinwaError("data.workers must be >= 0 and data.prefetch >= 1")
         self.cfg, self.dataset, self.train = cfg, dataset, bool(train)
         self.rank, self.world_size = int(rank), int(world_size)
         self.device = torch.device(device)
@@ -266,7 +292,10 @@ class Loader:
         if cfg.random_resized_crop and self.train and not self.rrc:
             raise MinwaError("data.random_resized_crop needs data.crop (or data.scale) to know the output size")
         self.size = self._size()
-        self.reader = _SampleReader(dataset, self.size, self.rrc, self.seed)
+        self.skip = cfg.on_bad_sample == "skip"
+        self.reader = _SampleReader(dataset, self.size, self.rrc, self.seed, skip=self.skip)
+        self._bad: dict[int, dict] = {}  # damaged samples met (skip): index -> record with its "skipped" count
+        self._bad_mask: np.ndarray | None = None  # damaged samples known up front (a cache), None if none
         self.cache: torch.Tensor | None = None  # N x C x H x W uint8 (this rank's share with shard_cache)
         self.shard = bool(cfg.shard_cache) and self.world_size > 1
         self.mode = self._choose_mode()
@@ -275,10 +304,12 @@ class Loader:
                 _check_exchange(self.cache_device)
             self._build_cache()
         elif self.mode == "jpeg":
-            self.jpeg = JpegCache(dataset, self.size, self.device)
+            found = [] if self.skip else None
+            self.jpeg = JpegCache(dataset, self.size, self.device, on_bad=found)
             if self.jpeg.nbytes > _host_budget(cfg) * 3:
                 raise MinwaError(f"data.cache=jpeg needs {self.jpeg.nbytes / 2**30:.1f} GiB of host memory for the JPEG "
                                  "bytes, more than there is room for; use data.cache=none")
+            self._known_bad(found or [])
 
     # -- set-up --------------------------------------------------------------------------------------
     def _size(self) -> tuple[int, int]:
@@ -329,11 +360,56 @@ class Loader:
 
     def _build_cache(self):
         which = owned(len(self.dataset), self.rank, self.world_size) if self.shard else None
-        data = decode_all(self.dataset, self.size, self.cfg.workers, which)
+        found = [] if self.skip else None
+        data = decode_all(self.dataset, self.size, self.cfg.workers, which, on_bad=found)
         self.cache = data.to(self.cache_device)
         self._labels = torch.from_numpy(self.dataset.labels).to(self.cache_device)
         if self.shard:
             self.sharded = ShardedCache(self.cache, self.rank, self.world_size)
+        self._known_bad(found or [])
+
+    # -- damaged samples (data.on_bad_sample = "skip") ------------------------------------------------
+    def _known_bad(self, records: list[dict]) -> None:
+        """Damaged samples found before the first batch (a cache reads every sample once). A split cache
+        found only its own: the ranks agree on the union (a collective, as every split cache step is)."""
+        if not self.skip:
+            return
+        mask = np.zeros(len(self.dataset), dtype=bool)
+        mask[[r["index"] for r in records]] = True
+        if self.shard:
+            mask = self.sharded.union(mask)
+        for r in records:
+            self._bad[r["index"]] = {**r, "skipped": 0}
+        self._bad_mask = mask if mask.any() else None
+
+    def _note(self, records: list[dict]) -> None:
+        for r in records:
+            self._bad.setdefault(r["index"], {**r, "skipped": 0})["skipped"] += 1
+
+    def _global(self, order: np.ndarray, b: int) -> np.ndarray:
+        """Global batch ``b`` with the known damaged samples replaced (``ordering.substitute``); the
+        replacements in this rank's slice are counted."""
+        batch = ordering.global_batch(order, b, self.cfg.batch_size)
+        if self._bad_mask is None:
+            return batch
+        try:
+            out = ordering.substitute(batch, self._bad_mask)
+        except ValueError:
+            raise all_damaged(self.dataset.path, b) from None
+        mine = ordering.rank_slice(batch, self.rank, self.world_size)
+        self._note([self._bad.get(int(i)) or self._record(int(i)) for i in mine[self._bad_mask[mine]]])
+        return out
+
+    def _record(self, i: int) -> dict:
+        """The record of a damaged sample another rank of a split cache found: read here to name it."""
+        scratch = empty_images((1, *self.reader.out_shape))[0]
+        return self.reader.attempt(i, scratch) or {"index": i, "shard": "", "key": "", "reason": "damaged on another rank"}
+
+    def bad_samples(self) -> list[dict]:
+        """The damaged samples met so far by this rank (``data.on_bad_sample = "skip"``), by index: each
+        {"index", "shard", "key", "reason", "skipped"}, ``skipped`` = how many times its place in a batch
+        went to another sample (once per epoch that handed it to this rank)."""
+        return [dict(self._bad[i]) for i in sorted(self._bad)]
 
     # -- epochs, length, state -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -365,6 +441,8 @@ class Loader:
             self.position, self._finished = 0, False
         start, stop = self.position, len(self)
         self.reader.epoch = self.epoch
+        if self.mode == "stream" and hasattr(self.dataset, "check_unchanged"):
+            self.dataset.check_unchanged()  # files are read this epoch: they must be the ones opened
         batches = {"cache": self._cached, "jpeg": self._decoded_on_device}.get(self.mode, self._streamed)(start, stop)
         for b, batch in zip(range(start, stop), batches):
             self.position = b + 1
@@ -375,12 +453,13 @@ class Loader:
         if self.shard:
             yield from self._exchanged(start, stop)
             return
-        order = torch.from_numpy(self.order()).to(self.cache_device)
+        order_np = self.order()
+        # on the cache's device once, not a copy per batch; batches with damaged samples replaced are not
+        order = torch.from_numpy(order_np).to(self.cache_device) if self._bad_mask is None else None
         bs, target = self.cfg.batch_size, self.device
         for b in range(start, stop):
-            batch = order[b * bs : (b + 1) * bs]
-            lo, hi = ordering.rank_bounds(len(batch), self.rank, self.world_size)
-            idx = batch[lo:hi]
+            batch = order[b * bs : (b + 1) * bs] if order is not None else torch.from_numpy(self._global(order_np, b))
+            idx = ordering.rank_slice(batch, self.rank, self.world_size).to(self.cache_device)
             if self.cache_device.type != "cpu":
                 yield Batch(_gather(self.cache, idx), self._labels.index_select(0, idx), idx)
                 continue
@@ -392,16 +471,17 @@ class Loader:
             yield batch if target.type == "cpu" else batch.to(target, non_blocking=pinned)
 
     def _exchanged(self, start: int, stop: int):
-        order, bs = self.order(), self.cfg.batch_size
+        order = self.order()
         for b in range(start, stop):
-            idx = torch.from_numpy(ordering.rank_batch(order, b, bs, self.rank, self.world_size)).to(self.cache_device)
-            images = self.sharded.batch(ordering.global_batch(order, b, bs))
+            batch = self._global(order, b)
+            idx = torch.from_numpy(ordering.rank_slice(batch, self.rank, self.world_size)).to(self.cache_device)
+            images = self.sharded.batch(batch)
             yield Batch(images, self._labels.index_select(0, idx), idx).to(self.device)
 
     def _decoded_on_device(self, start: int, stop: int):
         order = self.order()
         for b in range(start, stop):
-            idx = ordering.rank_batch(order, b, self.cfg.batch_size, self.rank, self.world_size)
+            idx = ordering.rank_slice(self._global(order, b), self.rank, self.world_size)
             labels = torch.from_numpy(self.dataset.labels[idx])
             yield Batch(self.jpeg.batch(idx), labels.to(self.device), torch.from_numpy(idx).to(self.device))
 
@@ -412,13 +492,15 @@ class Loader:
         pin = self.device.type == "cuda"
         if self.cfg.workers == 0:
             for b in range(start, stop):
-                idx = ordering.rank_batch(order, b, self.cfg.batch_size, self.rank, self.world_size)
-                batch = self.reader.batch(idx)
+                gb = ordering.global_batch(order, b, self.cfg.batch_size)
+                batch, bad = self.reader.batch(gb, b, ordering.rank_bounds(len(gb), self.rank, self.world_size))
+                self._note(bad)
                 yield batch if self.device.type == "cpu" else batch.to(self.device)
             return
         pool = BatchWorkers(self.reader, order, self.cfg.batch_size, self.rank, self.world_size, start, stop,
                             self.cfg.workers, self.cfg.prefetch, pin)
-        for images, labels, indices in pool:
+        for images, labels, indices, bad in pool:
+            self._note(bad)
             batch = Batch(images, labels, indices)
             yield batch if self.device.type == "cpu" else batch.to(self.device, non_blocking=pin)
 

@@ -10,6 +10,9 @@ batches is the same whatever the number of ranks or worker processes:
   so 1, 2 or 4 ranks together see exactly the same global batches.
 - within a rank, worker ``w`` of ``K`` decodes batches ``b`` with ``(b - start) % K == w``
   (``worker_batches``); batches are handed over in order, so the output never depends on ``K``.
+- a damaged sample skipped (``data.on_bad_sample = "skip"``) gives its place to the next good sample of
+  its global batch, wrapping around (``replacements``, ``substitute``): a rule of the global batch alone,
+  so batches stay the same size and the same for any number of ranks, workers or path.
 
 Per-sample random numbers (the random-resized-crop box) come from ``sample_uniform``, a counter-based
 hash of (seed, epoch, sample index, stream): no generator state to carry between workers or ranks.
@@ -50,11 +53,34 @@ def rank_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:
     return size * rank // world_size, size * (rank + 1) // world_size
 
 
+def rank_slice(batch: np.ndarray, rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """Rank's part of a global batch (sample indices)."""
+    return batch[slice(*rank_bounds(len(batch), rank, world_size))]
+
+
 def rank_batch(order: np.ndarray, b: int, batch_size: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
     """Sample indices of rank's slice of global batch ``b``."""
-    batch = global_batch(order, b, batch_size)
-    lo, hi = rank_bounds(len(batch), rank, world_size)
-    return batch[lo:hi]
+    return rank_slice(global_batch(order, b, batch_size), rank, world_size)
+
+
+def replacements(size: int, position: int) -> list[int]:
+    """The positions whose samples may take the place of a damaged sample at ``position`` of a global
+    batch of ``size``, in the order they are tried: the ones after it, then from the start."""
+    return [*range(position + 1, size), *range(position)]
+
+
+def substitute(batch: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """``batch`` (sample indices) with every sample marked in ``bad`` (a bool per sample of the data set)
+    replaced by the first good one of its ``replacements``; ``ValueError`` when every sample is bad."""
+    is_bad = bad[batch]
+    if not is_bad.any():
+        return batch
+    if is_bad.all():
+        raise ValueError("every sample of the batch is damaged")
+    out = batch.copy()
+    for p in np.flatnonzero(is_bad):
+        out[p] = batch[next(q for q in replacements(len(batch), int(p)) if not is_bad[q])]
+    return out
 
 
 def worker_batches(start: int, stop: int, worker: int, num_workers: int) -> range:

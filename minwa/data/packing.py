@@ -15,6 +15,7 @@ and the seed, never on the number of workers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -25,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from minwa.data import decode as dec
-from minwa.data.shards import (
-    FORMAT, SAFE_SHARD, VERSION, TarShardWriter, index_bytes, shard_name,
-)  # fmt: skip
+from minwa.data.index import index_bytes
+from minwa.data.shards import FORMAT, SAFE_SHARD, VERSION, TarShardWriter, shard_name
 from minwa.data.sources import ImageDataset, open_dataset
 from minwa.errors import MinwaError
 from minwa.utils.atomic import atomic_open, atomic_write_bytes, atomic_write_json
@@ -43,9 +43,10 @@ def pack_permutation(n: int, seed: int) -> np.ndarray:
 
 
 def _plan_id(dataset: ImageDataset, settings: dict) -> str:
-    import hashlib
-
-    text = json.dumps({"source": dataset.fingerprint(), "n": len(dataset), "settings": settings}, sort_keys=True)
+    """Names what a shard holds; the format version is part of it, so re-running a pack over shards of an
+    older format rewrites them (with per-sample checksums) instead of keeping them."""
+    text = json.dumps({"source": dataset.fingerprint(), "n": len(dataset), "settings": settings, "format": VERSION},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -80,8 +81,6 @@ def _write_shard(k: int) -> dict:
         tar_sha, tar_bytes = writer.sha.hexdigest(), writer.pos
     idx = index_bytes(index)
     atomic_write_bytes(out / f"{name}.idx", idx)
-    import hashlib
-
     record = {
         "name": f"{name}.tar", "index": f"{name}.idx", "num_samples": int(len(index)),
         "bytes": tar_bytes, "sha256": tar_sha, "index_sha256": hashlib.sha256(idx).hexdigest(),

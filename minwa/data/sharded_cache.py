@@ -10,12 +10,15 @@ Owner of sample ``i``: rank ``i % world``, at local position ``i // world``. Eac
 global batch is the same as without splitting (``minwa.data.order.rank_bounds``), so batches, resume and
 the augmentation keys are unchanged: only where the pixels come from differs (tested against the
 unsplit cache on 3 gloo processes). Every rank must take every batch (the exchange is a collective).
+Damaged samples skipped (``data.on_bad_sample = "skip"``) are found by the rank that decodes them; ``union``
+tells every rank, so that all replace them alike (``minwa.data.order.substitute``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from minwa.data import order as ordering
 from minwa.data.workers import hwc, image_format
@@ -36,10 +39,8 @@ class ShardedCache:
     def batch(self, global_batch: np.ndarray) -> torch.Tensor:
         """This rank's slice of ``global_batch`` (sample indices of the whole batch, in order) as uint8
         images on the cache's device; a collective: every rank calls it with the same batch."""
-        import torch.distributed as dist
-
         W, r = self.world, self.rank
-        slices = [global_batch[slice(*ordering.rank_bounds(len(global_batch), d, W))] for d in range(W)]
+        slices = [ordering.rank_slice(global_batch, d, W) for d in range(W)]
         # what I send to rank d: the samples of d's slice that I own, in d's order
         send_local = [s[s % W == r] // W for s in slices]
         dev = self.images.device
@@ -58,3 +59,9 @@ class ShardedCache:
                           memory_format=image_format(c))
         hwc(out).index_copy_(0, where, recv)  # a view: writes into out, whatever its layout
         return out
+
+    def union(self, mask: np.ndarray) -> np.ndarray:
+        """The element-wise OR of every rank's ``mask`` (one bool per sample of the data set); a collective."""
+        t = torch.from_numpy(mask.astype(np.uint8)).to(self.images.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group)
+        return t.cpu().numpy().astype(bool)

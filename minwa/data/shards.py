@@ -2,8 +2,9 @@
 
 A shard ``shard-00000.tar`` holds ``<key>.jpg`` (or ``.png``) + ``<key>.cls`` per sample, in plain
 ustar format, so ``tar``, the ``webdataset`` package and DALI's webdataset reader read it as is.
-``shard-00000.idx`` (a ``.npy`` array, loaded without pickle) gives each sample's data offset and size,
-label, height, width, key and source index: random access into the memory-mapped tar without scanning.
+``shard-00000.idx`` (a ``.npy`` array parsed strictly as data, ``minwa.data.index``) gives each sample's
+data offset and size, label, height, width, key, source index and CRC-32: random access into the
+memory-mapped tar without scanning.
 ``shard-00000.json`` records that the shard is complete (checksums, rejected inputs, the pack plan it
 belongs to); ``manifest.json``, written last, lists the whole set. The tar is written by hand
 (``tarfile.TarInfo.tobuf`` for headers) because minwa needs each member's data offset as it writes.
@@ -12,9 +13,9 @@ belongs to); ``manifest.json``, written last, lists the whole set. The tar is wr
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import mmap
+import os
 import re
 import tarfile
 from pathlib import Path
@@ -22,16 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from minwa.data import decode as dec
+from minwa.data.index import EXTS, INDEX_DTYPE, INDEX_VERSION, read_index, sample_crc
+from minwa.data import integrity
 from minwa.data.sources import ImageDataset
 from minwa.errors import MinwaError
 
 FORMAT = "minwa-shards"
-VERSION = 1
-EXTS = ("jpg", "png")
-INDEX_DTYPE = np.dtype(
-    [("offset", "<i8"), ("size", "<i8"), ("label", "<i8"), ("key", "<i8"), ("source", "<i8"),
-     ("height", "<i4"), ("width", "<i4"), ("ext", "u1")]
-)  # fmt: skip
+VERSION = INDEX_VERSION  # 1: indices without per-sample checksums (still read); 2: with them
 BLOCK = 512
 SAFE_SHARD = re.compile(r"^shard-\d{5,}\.(tar|idx|json)$")
 SAFE_MEMBER = re.compile(r"^[0-9A-Za-z_-]+\.[0-9A-Za-z]+$")
@@ -91,27 +89,11 @@ class TarShardWriter:
         k = member_key(key)
         offset = self._member(f"{k}.{ext}", data)
         self._member(f"{k}.cls", str(int(label)).encode())
-        self.rows.append((offset, len(data), label, key, source, height, width, EXTS.index(ext)))
+        self.rows.append((offset, len(data), label, key, source, height, width, EXTS.index(ext), sample_crc(data)))
 
     def close(self) -> np.ndarray:
         self._write(b"\0" * (2 * BLOCK))
         return np.array(self.rows, dtype=INDEX_DTYPE)
-
-
-def index_bytes(index: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, index, allow_pickle=False)
-    return buf.getvalue()
-
-
-def load_index(path) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise MinwaError(f"shard index {path} is unreadable: {e}") from None
-    if arr.dtype != INDEX_DTYPE or arr.ndim != 1:
-        raise MinwaError(f"shard index {path} is not a minwa index (dtype {arr.dtype})")
-    return arr
 
 
 def scan_tar(path):
@@ -148,7 +130,15 @@ def read_manifest(folder) -> dict:
 
 
 class ShardDataset(ImageDataset):
-    """A packed folder read through its indices: the tars are memory-mapped, one member read per image."""
+    """A packed folder read through its indices: the tars are memory-mapped, one member read per image.
+
+    Opening it is a cheap integrity check: each index must parse strictly and match the SHA-256 the
+    manifest recorded (so a label changed in an index stops ``train`` and ``eval``, not only ``verify``),
+    and each tar must have the recorded size. Every sample read is checked against its CRC-32 (indices of
+    version 2) and a sample that does not decode is a ``BadSample`` naming its shard and key. The files'
+    identities are kept (``integrity.stamp``): a shard opened later, in a worker, or ``check_unchanged``
+    at an epoch's start, refuses files that were replaced since (a re-pack under a running reader).
+    """
 
     kind = "shards"
 
@@ -162,19 +152,47 @@ class ShardDataset(ImageDataset):
         self.classes = list(m["classes"])
         self.channels = int(m.get("channels", 3))
         self.tars = [self.path / s["name"] for s in m["shards"]]
-        indices = []
-        for s in m["shards"]:
-            index = load_index(self.path / s["index"])
-            if len(index) != s["num_samples"]:
-                raise MinwaError(f"shard {s['name']} in {self.path} has {len(index)} indexed samples, the manifest says {s['num_samples']}")
-            indices.append(index)
+        self.stamps = {"manifest.json": self._stamp("manifest.json")}
+        indices = [self._open_shard(s) for s in m["shards"]]
         self.index = np.concatenate(indices) if indices else np.zeros(0, INDEX_DTYPE)
+        self.crcs = self.index["crc32"] if "crc32" in self.index.dtype.names else None  # None: version 1
         self.shard_of = np.repeat(np.arange(len(indices), dtype=np.int32), [len(i) for i in indices])
         self.labels = self.index["label"].astype(np.int64)
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
             raise MinwaError(f"shards in {self.path} have labels outside the {len(self.classes)} classes")
         self.skipped = []
         self._maps: dict[int, mmap.mmap] = {}
+
+    def _stamp(self, name: str):
+        try:
+            return integrity.stamp(os.stat(self.path / name))
+        except OSError as e:
+            raise MinwaError(f"cannot read {self.path / name}: {e.strerror or e}") from None
+
+    def _open_shard(self, s: dict) -> np.ndarray:
+        """The shard's index, checked against the manifest; the tar's size checked and its identity kept."""
+        path = self.path / s["index"]
+        index, _, raw = read_index(path)
+        if s.get("index_sha256") and hashlib.sha256(raw).hexdigest() != s["index_sha256"]:
+            raise MinwaError(f"shard index {path} does not match its checksum in {self.path / 'manifest.json'} "
+                             f"(it changed after packing); run `minwa verify {self.path}`")
+        if len(index) != s["num_samples"]:
+            raise MinwaError(f"shard {s['name']} in {self.path} has {len(index)} indexed samples, the manifest says {s['num_samples']}")
+        self.stamps[s["name"]] = self._stamp(s["name"])
+        if "bytes" in s and self.stamps[s["name"]][2] != s["bytes"]:
+            raise MinwaError(f"shard {self.path / s['name']} is {self.stamps[s['name']][2]:,} bytes, the manifest says "
+                             f"{s['bytes']:,}; run `minwa verify {self.path}`")
+        return index
+
+    def check_unchanged(self) -> None:
+        """Raise if any file this data set opened was replaced or changed since (one ``stat`` per shard)."""
+        for name, was in self.stamps.items():
+            try:
+                now = integrity.stamp(os.stat(self.path / name))
+            except OSError:
+                now = None
+            if now != was:
+                raise integrity.shards_changed(self.path, name)
 
     def __getstate__(self):  # mmaps do not travel to spawned processes; they are reopened there
         state = dict(self.__dict__)
@@ -186,22 +204,37 @@ class ShardDataset(ImageDataset):
         if mm is None:
             try:
                 with open(self.tars[k], "rb") as f:
+                    if integrity.stamp(os.fstat(f.fileno())) != self.stamps[self.tars[k].name]:
+                        raise integrity.shards_changed(self.path, self.tars[k].name)
                     mm = self._maps[k] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except FileNotFoundError:
+                raise integrity.shards_changed(self.path, self.tars[k].name) from None
             except (OSError, ValueError) as e:
                 raise MinwaError(f"cannot read shard {self.tars[k]}: {e}") from None
         return mm
 
+    def damaged(self, i: int, reason: str):
+        """The ``BadSample`` error for sample ``i``."""
+        return integrity.damaged(self.path, self.tars[self.shard_of[i]], member_key(int(self.index["key"][i])), reason)
+
     def encoded(self, i: int) -> bytes:
-        """The stored bytes of sample ``i`` (JPEG or PNG)."""
+        """The stored bytes of sample ``i`` (JPEG or PNG), checked against their CRC-32 when indexed."""
         row = self.index[i]
         off, size = int(row["offset"]), int(row["size"])
         mm = self._map(int(self.shard_of[i]))
         if off + size > len(mm):
             raise MinwaError(f"shard {self.tars[self.shard_of[i]]} is shorter than its index says; run 'minwa verify {self.path}'")
-        return mm[off : off + size]
+        data = mm[off : off + size]
+        if self.crcs is not None and sample_crc(data) != int(self.crcs[i]):
+            raise self.damaged(i, "crc mismatch")
+        return data
 
     def image(self, i, min_side=None):
-        return dec.decode(self.encoded(i), self.channels, min_side)
+        data = self.encoded(i)
+        try:
+            return dec.decode(data, self.channels, min_side)
+        except dec.DECODE_ERRORS as e:
+            raise self.damaged(i, dec.failure_reason(data, e)) from None
 
     def image_size(self):
         size = self.manifest.get("image_size")

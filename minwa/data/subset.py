@@ -45,6 +45,12 @@ class ClassSubset(ImageDataset):
     def source(self, i: int) -> str:
         return self.base.source(int(self.index[i]))
 
+    def check_unchanged(self) -> None:
+        """The base's check that its files are still the ones it opened (shards), where it has one."""
+        check = getattr(self.base, "check_unchanged", None)
+        if check is not None:
+            check()
+
     def fingerprint(self) -> str:
         return f"{self.base.fingerprint()}:{','.join(self.classes)}"
 

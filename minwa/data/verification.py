@@ -3,7 +3,8 @@
 Checks: the manifest exists and names only plain shard files; every shard and index is there with the
 recorded size and SHA-256; every tar member has a safe name (no path that could leave the folder) and is
 a regular file; the index and the tar agree member by member (name, data offset, size, label in
-``.cls``); counts add up. ``deep=True`` also decodes every image.
+``.cls``); every sample's bytes match their CRC-32 (indices of version 2), naming each damaged one;
+counts add up. ``deep=True`` also decodes every image.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from minwa.data import decode as dec
-from minwa.data.shards import EXTS, is_safe_member, load_index, member_key, read_manifest, scan_tar
+from minwa.data.index import EXTS, load_index, sample_crc
+from minwa.data.shards import is_safe_member, member_key, read_manifest, scan_tar
 from minwa.errors import MinwaError
 
 _MAX_PER_SHARD = 5  # problems listed per shard before "... and N more"
@@ -53,15 +55,18 @@ def _check_members(tar: Path, index: np.ndarray, problems: list[str]) -> None:
         problems.append(f"{tar.name}: not a readable tar file ({e})")
         return
     names = {name for name, _ in by_offset.values()}
+    crcs = "crc32" in index.dtype.names
     for row in index:
-        key = member_key(int(row["key"]))
+        key, off, size = member_key(int(row["key"])), int(row["offset"]), int(row["size"])
         want = f"{key}.{EXTS[row['ext']] if row['ext'] < len(EXTS) else '?'}"
-        got = by_offset.get(int(row["offset"]))
-        if got is None or got[0] != want or got[1] != int(row["size"]):
-            problems.append(f"{tar.name}: index entry {want} does not match the tar (offset {int(row['offset'])})")
+        got = by_offset.get(off)
+        if got is None or got[0] != want or got[1] != size:
+            problems.append(f"{tar.name}: index entry {want} does not match the tar (offset {off})")
             continue
         if f"{key}.cls" not in names:
             problems.append(f"{tar.name}: {key}.cls is missing")
+        if crcs and sample_crc(data[off : off + size]) != int(row["crc32"]):
+            problems.append(f"{tar.name}: sample {key} is damaged (crc mismatch)")
     labels = {member_key(int(k)): int(y) for k, y in zip(index["key"], index["label"])}
     for offset, (name, size) in by_offset.items():
         if name.endswith(".cls"):
@@ -100,7 +105,7 @@ def verify(folder, deep: bool = False) -> list[str]:
         try:
             index = load_index(idx)
         except MinwaError as e:
-            problems.append(str(e))
+            problems.extend([*mine, str(e)])
             continue
         total += len(index)
         if len(index) != s["num_samples"]:

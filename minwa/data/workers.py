@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
-import traceback
+import signal
 
 import numpy as np
 import torch
@@ -44,6 +44,8 @@ def ring_size(workers: int, prefetch: int) -> int:
 
 
 def _worker_main(reader, order, batch_size, rank, world_size, images, labels, indices, tasks, results):
+    """Decode the batches asked for into their slots; report (batch, slot, rows, error sentence or None,
+    records of damaged samples skipped). Every failure crosses as one sentence, never a traceback."""
     torch.set_num_threads(1)
     while True:
         task = tasks.get()
@@ -51,16 +53,18 @@ def _worker_main(reader, order, batch_size, rank, world_size, images, labels, in
             return
         b, slot = task
         try:
-            idx = ordering.rank_batch(order, b, batch_size, rank, world_size)
-            n = len(idx)
-            reader.fill(idx, images[slot][:n])
-            labels[slot, :n] = torch.from_numpy(reader.ds.labels[idx])
-            indices[slot, :n] = torch.from_numpy(idx)
-            results.put((b, slot, n, None))
+            batch = ordering.global_batch(order, b, batch_size)
+            bounds = ordering.rank_bounds(len(batch), rank, world_size)
+            n = bounds[1] - bounds[0]
+            used, bad = reader.fill(batch, b, bounds, images[slot][:n])
+            labels[slot, :n] = torch.from_numpy(reader.ds.labels[used])
+            indices[slot, :n] = torch.from_numpy(used)
+            results.put((b, slot, n, None, bad))
         except MinwaError as e:
-            results.put((b, slot, 0, ("user", str(e))))
-        except BaseException:
-            results.put((b, slot, 0, ("bug", traceback.format_exc())))
+            results.put((b, slot, 0, str(e), []))
+        except BaseException as e:  # a bug: the sentence says how to see its traceback
+            results.put((b, slot, 0, f"a data loader worker failed on batch {b} ({type(e).__name__}: {e}); "
+                                     "run with data.workers=0 to see where", []))
 
 
 def _shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -138,11 +142,13 @@ class BatchWorkers:
     slot is reused only once nothing refers to that memory any more (torch's storage use count), so a
     consumer that keeps batches (``list(loader)``) is safe: when too few slots are left, batches are
     copied out instead. For CUDA the batch is copied into pinned memory for the asynchronous transfer.
+    Iterating yields (images, labels, indices, records of the damaged samples skipped in that batch).
     """
 
     def __init__(self, reader, order: np.ndarray, batch_size: int, rank: int, world_size: int,
                  start: int, stop: int, workers: int, prefetch: int, pin: bool):
         self.start, self.stop, self.pin = start, stop, pin
+        self.folder = reader.ds.path
         per_rank = max(ordering.rank_bounds(batch_size, r, world_size)[1] - ordering.rank_bounds(batch_size, r, world_size)[0]
                        for r in range(world_size))
         n_slots = max(1, min(ring_size(workers, prefetch), stop - start))
@@ -192,6 +198,9 @@ class BatchWorkers:
                 return self.results.get()
             self._issue()  # slots the consumer let go of meanwhile
             dead = [p for p in self.procs if not p.is_alive()]
+            if dead and dead[0].exitcode == -signal.SIGBUS:
+                raise MinwaError(f"a data loader worker was killed (SIGBUS) reading {self.folder}: a shard file shrank "
+                                 f"while it was mapped (re-packed or truncated in place?); run `minwa verify {self.folder}`")
             if dead:
                 raise MinwaError(f"a data loader worker died (exit code {dead[0].exitcode}); out of memory?")
 
@@ -218,15 +227,12 @@ class BatchWorkers:
             self._issue()
             for b in range(self.start, self.stop):
                 while b not in done:
-                    rb, slot, n, err = self._result()
+                    rb, slot, n, err, bad = self._result()
                     if err:
-                        kind, text = err
-                        if kind == "user":
-                            raise MinwaError(text)
-                        raise RuntimeError(f"data loader worker failed on batch {rb}:\n{text}")
-                    done[rb] = (slot, n)
-                slot, n = done.pop(b)
-                out = (self._hand_over(slot, n), self.labels[slot, :n].clone(), self.indices[slot, :n].clone())
+                        raise MinwaError(err)
+                    done[rb] = (slot, n, bad)
+                slot, n, bad = done.pop(b)
+                out = (self._hand_over(slot, n), self.labels[slot, :n].clone(), self.indices[slot, :n].clone(), bad)
                 self._issue()
                 yield out
                 del out
