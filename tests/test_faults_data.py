@@ -196,11 +196,16 @@ def test_skip_replaces_a_damaged_sample_by_the_next_good_one_of_its_global_batch
 
 def test_skip_trains_to_the_end(photos, tmp_path, capsys):
     shards = copy(photos, tmp_path)
-    damage_marker(shards, 5)
-    damage_entropy(shards, 9)
+    keys = sorted([damage_marker(shards, 5)[1], damage_entropy(shards, 9)[1]])
     for cache in ("none", "memory"):
         assert main(["train", "--quiet", "--data", str(shards), "--out", str(tmp_path / cache), *PHOTO,
                      "--set", f"data.cache={cache}", "--set", "data.on_bad_sample=skip"]) == 0, capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "samples are damaged (data.on_bad_sample=skip" in err and "Traceback" not in err
+        records = [json.loads(line) for line in (tmp_path / cache / "metrics.jsonl").read_text().splitlines()]
+        bad = [r for r in records if r["kind"] == "bad_samples"]
+        assert len(bad) == 1 and sorted(r["key"] for r in bad[0]["samples"]) == keys
+        assert bad[0]["skipped"] == sum(r["skipped"] for r in bad[0]["samples"]) >= 2
     assert main(["train", "--quiet", "--data", str(shards), "--out", str(tmp_path / "x"), *PHOTO,
                  "--set", "data.on_bad_sample=drop"]) == 2
     assert "data.on_bad_sample must be fail or skip" in one_error_line(capsys)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from minwa import config as config_io
@@ -50,6 +51,7 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
     already_complete: bool = False  # a --resume of a finished run: nothing was trained or written
     is_main: bool = True  # rank 0 (or the only process): the one that reports
+    bad_samples: list[dict] = field(default_factory=list)  # damaged samples skipped (data.on_bad_sample=skip)
 
 
 # ---------------------------------------------------------------- runtime
@@ -262,6 +264,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.epoch_loss = (torch.zeros((), device=self.device), 0)  # (sum, steps) of this epoch's losses
+        self.bad_before_resume: list[dict] = []  # damaged samples the resumed run had skipped
         self._resumed_mid_epoch = False
         if self.resume_path:
             self._resume(self.resume_path)
@@ -380,6 +383,15 @@ class Trainer:
                 if not stop:
                     self.epoch += 1
         wall = time.perf_counter() - t0
+        bad = self.bad_samples()
+        if bad:
+            self._log({"kind": "bad_samples", "step": self.step, "skipped": sum(r["skipped"] for r in bad),
+                       "samples": bad})
+            if self.is_main:
+                print(f"warning: {sum(r['skipped'] for r in bad)} batch places went to a neighbour because "
+                      f"{len(bad)} samples are damaged (data.on_bad_sample=skip; listed in metrics.jsonl), e.g. "
+                      f"{bad[0]['shard']} sample {bad[0]['key']} ({bad[0]['reason']}); `minwa verify --deep` "
+                      f"names them all", file=sys.stderr)
         ckpt = self.save_final(val_acc)
         self.save_train_state()
         if self.is_main:
@@ -387,7 +399,7 @@ class Trainer:
         return RunResult(out=self.out, checkpoint=ckpt, val_accuracy=val_acc, best_accuracy=best,
                          train_seconds=wall, setup_seconds=self.setup_seconds, seconds_to_target=seconds_to_target,
                          images_per_s=images / max(train_time, 1e-9), epochs=self.step / self.steps_per_epoch,
-                         history=self.history, is_main=self.is_main)
+                         history=self.history, is_main=self.is_main, bad_samples=bad)
 
     # -- validation
     def eval_model(self) -> nn.Module:
@@ -494,7 +506,26 @@ class Trainer:
         return {"step": self.step, "epoch": self.epoch, "loader": self.loader.state_dict(),
                 "schedule": self.schedule.state_dict(), "world_size": self.dims.world_size,
                 "mean": self.mean, "std": self.std, "model": self.cfg.model.name,
-                "epoch_loss": [float(self.epoch_loss[0]), self.epoch_loss[1]]}  # logged means go on exactly
+                "epoch_loss": [float(self.epoch_loss[0]), self.epoch_loss[1]],  # logged means go on exactly
+                "bad_samples": self.bad_samples()}
+
+    def bad_samples(self) -> list[dict]:
+        """The damaged samples every rank skipped so far, this run and the runs it resumes, by index (a
+        collective with data.on_bad_sample=skip on several ranks: every rank calls it)."""
+        if self.cfg.data.on_bad_sample != "skip":
+            return []
+        parts = [self.loader.bad_samples(), self.bad_before_resume]
+        if self.dims.world_size > 1:
+            gathered = [None] * self.dims.world_size
+            dist.all_gather_object(gathered, parts[0])
+            parts = [*gathered, self.bad_before_resume]
+        merged: dict[int, dict] = {}
+        for rec in (r for part in parts for r in part):
+            if rec["index"] in merged:
+                merged[rec["index"]]["skipped"] += rec["skipped"]
+            else:
+                merged[rec["index"]] = dict(rec)
+        return [merged[i] for i in sorted(merged)]
 
     def _ema_tensors(self) -> dict:
         return {f"ema.{k}": v for k, v in self.ema.state_dict().items()} if self.ema is not None else {}
@@ -514,6 +545,7 @@ class Trainer:
         self.loader.load_state_dict(extra["loader"])
         self._resumed_mid_epoch = True
         self.schedule.load_state_dict(extra["schedule"])
+        self.bad_before_resume = list(extra.get("bad_samples", []))
         loss_sum, loss_n = extra.get("epoch_loss", (0.0, 0))
         self.epoch_loss = (torch.tensor(loss_sum, dtype=torch.float32 if self.dtype != torch.float64 else self.dtype,
                                         device=self.device), int(loss_n))
