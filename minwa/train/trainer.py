@@ -34,6 +34,8 @@ from minwa.train.optim import Schedule, build_optimizer, scaled_lr, set_lr
 from minwa.utils.atomic import atomic_write_text
 
 TRAIN_STATE = "train_state"  # the run folder's resumable state (see minwa.parallel.checkpoint)
+# what a run folder holds before the first save: a run killed then is resumed by starting it again
+RUN_START_FILES = {"config.toml", "metrics.jsonl", ".minwa.lock"}
 PARAM_DTYPE = {"bf16": torch.float32, "fp32": torch.float32, "fp64": torch.float64}  # bf16 = autocast over fp32
 
 
@@ -566,8 +568,7 @@ def find_train_state(path, report: bool = True) -> Path | None:
     for candidate in (path / TRAIN_STATE, path / "train_state_dcp", path):
         if is_distributed_checkpoint(candidate):
             return candidate
-    if (path / "config.toml").is_file() and not (path / TRAIN_STATE).exists() and not leftover_states(
-            path / "train_state_dcp"):
+    if path.is_dir() and all(p.name in RUN_START_FILES for p in path.iterdir()):
         if report:
             print(f"note: the run in {path} was stopped before its first save; starting it from the beginning",
                   file=sys.stderr)
