@@ -27,7 +27,7 @@ from minwa.data import verify
 from minwa.errors import MinwaError
 from minwa.train.checkpoint import load_checkpoint, save_checkpoint
 from minwa.train.run_folder import check_fresh_run_folder
-from minwa.utils.folder_lock import LOCK_NAME, FolderLock
+from minwa.utils.folder_lock import LOCK_NAME, FolderLock, hold_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", 'model.kwargs={"widths": [16, 32, 64]}', "--set", "data.batch_size=64", "--val", ""]
@@ -321,6 +321,10 @@ def test_a_folder_held_by_another_command_names_it(tmp_path, fashion_idx, capsys
         err = _one_sentence(capsys.readouterr().err)
         assert f"is in use by `minwa train` (pid {os.getpid()} on host " in err
     assert not (out / LOCK_NAME).exists()  # released: the file goes with the hold
+    with hold_folder(out, "minwa train", enabled=False) as lock:  # a rank other than 0 holds nothing
+        assert lock is None and not (out / LOCK_NAME).exists()
+        with hold_folder(out, "minwa train") as lock:  # so rank 0 can hold it
+            assert lock.held and json.loads((out / LOCK_NAME).read_text())["pid"] == os.getpid()
 
 
 def test_a_dead_commands_lock_is_taken_over(tmp_path, fashion_idx):
@@ -344,7 +348,7 @@ def test_a_finished_run_folder_is_refused_or_cleared_on_request(finished_run, tm
     shutil.copytree(finished_run, out)
     (out / "notes.txt").write_text("the user's own file")
     with pytest.raises(MinwaError, match=r"already holds a run \(final.json, final.safetensors, metrics.jsonl, "
-                                         r"train_state.json, train_state.safetensors\); continue it with --resume"):
+                                         r"train_state.*\); continue it with --resume"):
         check_fresh_run_folder(out, overwrite=False)
     assert (out / "final.json").exists()
     removed = check_fresh_run_folder(out, overwrite=True)
