@@ -2,7 +2,9 @@
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``
 and calls one plain Python function of the stage packages. User errors (:class:`MinwaError`) print one
-line and exit non-zero; Ctrl-C exits 130 without a traceback.
+line and exit non-zero; Ctrl-C exits 130 without a traceback. An ``OSError`` that escapes a command
+(a full disk or a vanished folder where no writer translated it) is, as a last line of defence, one
+sentence naming the path and the reason, exit 2.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 import sys
 
 from minwa.errors import MinwaError
+from minwa.utils.oserrors import os_error
 
 # command name -> module under minwa.commands
 COMMANDS = {
@@ -59,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     except MinwaError as e:
         print(f"error: {e}", file=sys.stderr)
         code = e.exit_code
+    except OSError as e:
+        err = os_error(e, doing="use")
+        print(f"error: {err}", file=sys.stderr)
+        code = err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130

@@ -63,7 +63,7 @@ def test_cli_surface_is_frozen():
                                           "bench", "models"])
     train_flags = sorted(o for a in sub.choices["train"]._actions for o in a.option_strings if o.startswith("--"))
     assert train_flags == sorted(["--help", "--recipe", "--config", "--data", "--val", "--out", "--epochs", "--model",
-                                  "--init", "--finetune", "--resume", "--set", "--print-config", "--quiet"])
+                                  "--init", "--finetune", "--resume", "--overwrite", "--set", "--print-config", "--quiet"])
 
 
 def test_cli_errors_are_one_line(capsys, tmp_path):

@@ -24,10 +24,12 @@ def run(args) -> int:
     from minwa.data.decode import read_image
     from minwa.errors import MinwaError, require_path
     from minwa.utils.atomic import atomic_write_bytes
+    from minwa.utils.output import prepare_output_file
 
     path = require_path(args.image, "image")
     if args.crop < 8 or args.scale < args.crop or args.samples < 1 or args.max_pixels < 0:
         raise MinwaError("augment-preview needs --scale >= --crop >= 8, --samples >= 1 and --max-pixels >= 0")
+    prepare_output_file(args.out, "preview image")  # before the image is read and augmented
     image = read_image(path, 3, args.max_pixels)
     sheet = preview_grid(image, args.scale, args.crop, args.samples, args.seed, args.fill)
     buf = io.BytesIO()

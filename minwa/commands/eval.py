@@ -1,6 +1,7 @@
 """`minwa eval`: checkpoints (one, or several as an ensemble) scored on a data set at several scales."""
 
 import argparse
+import contextlib
 
 HELP = "evaluate checkpoints: multi-scale, flips, dense testing, ensembles; top-1/top-5 error, per-class table"
 
@@ -38,15 +39,20 @@ def run(args) -> int:
 
     from minwa.evaluate import EvalConfig, evaluate, print_report, write_outputs
     from minwa.errors import MinwaError
+    from minwa.utils.folder_lock import hold_folder
+    from minwa.utils.output import prepare_output_folder
 
     if args.batch_size < 1 or args.topk < 1 or args.limit < 0:
         raise MinwaError("--batch-size and --topk must be positive, --limit not negative")
     cfg = EvalConfig(data=args.data, ckpts=list(args.ckpt), scales=args.scales, flip=args.flip, dense=args.dense,
                      batch_size=args.batch_size, topk=args.topk, json=args.json, out=args.out, split=args.split,
                      limit=args.limit, device=args.device, precision=args.precision)
-    report = evaluate(cfg, progress=not cfg.json)
     if cfg.out:
-        write_outputs(report, cfg.out)
+        prepare_output_folder(cfg.out, "output folder")  # before the data are read
+    with hold_folder(cfg.out, "minwa eval") if cfg.out else contextlib.nullcontext():
+        report = evaluate(cfg, progress=not cfg.json)
+        if cfg.out:
+            write_outputs(report, cfg.out)
     if cfg.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -17,6 +17,8 @@ def add_arguments(p):
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (fine-tuning)")
     p.add_argument("--finetune", choices=["all", "fc", "head"], help="with --init: which layers train")
     p.add_argument("--resume", metavar="DIR", help="resume a run exactly from its saved training state")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run's outputs in --out (= overwrite=true; otherwise refused)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. optim.lr=0.05 (repeatable)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -32,6 +34,8 @@ def resolve_config(args):
     flags = {"data.train": args.data, "data.val": args.val, "out": args.out, "epochs": args.epochs,
              "model.name": args.model, "init": args.init, "finetune": args.finetune, "resume": args.resume}
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(args.overrides)
+    if args.overwrite:
+        overrides.insert(0, "overwrite=true")  # before --set, so that an explicit --set overwrite=... wins
     return config_io.load(cfg, None, overrides)
 
 
@@ -43,7 +47,9 @@ def run(args) -> int:
         print(config_io.dump_toml(cfg), end="")
         return 0
     from minwa.train import train
+    from minwa.utils.output import prepare_output_folder
 
+    prepare_output_folder(cfg.out, "run folder")  # before any data is read
     result = train(cfg, progress=not args.quiet)
     if result.is_main:
         print(summary(result))

@@ -29,8 +29,11 @@ from minwa.data import decode as dec
 from minwa.data.index import index_bytes
 from minwa.data.shards import FORMAT, SAFE_SHARD, VERSION, TarShardWriter, shard_name
 from minwa.data.sources import ImageDataset, open_dataset
-from minwa.errors import MinwaError
+from minwa.errors import MinwaError, require_path
 from minwa.utils.atomic import atomic_open, atomic_write_bytes, atomic_write_json
+from minwa.utils.folder_lock import LOCK_NAME, hold_folder
+from minwa.utils.oserrors import NoSpace
+from minwa.utils.output import check_name_fits, prepare_output_folder
 
 DEFAULT_MAX_SIDE = 512
 DEFAULT_SHARD_SIZE = 5000
@@ -65,20 +68,19 @@ def _write_shard(k: int) -> dict:
     size = settings["shard_size"]
     name = shard_name(k)
     rejected, hist = [], {}
-    with atomic_open(out / f"{name}.tar", "wb") as f:
-        writer = TarShardWriter(f)
-        for key in range(k * size, min((k + 1) * size, len(order))):
-            i = int(order[key])
-            try:
-                data, ext, h, w = ds.pack_item(i, max_side=settings["max_side"], quality=settings["quality"])
-            except dec.Rejected as e:
-                rejected.append({"path": ds.source(i), "reason": str(e)})
-                continue
-            label = int(ds.labels[i])
-            writer.add(key, data, ext, label, h, w, i)
-            hist[(h, w)] = hist.get((h, w), 0) + 1
-        index = writer.close()
-        tar_sha, tar_bytes = writer.sha.hexdigest(), writer.pos
+    keys = range(k * size, min((k + 1) * size, len(order)))
+    writer = None
+    try:
+        with atomic_open(out / f"{name}.tar", "wb") as f:
+            writer = TarShardWriter(f)
+            _fill_shard(writer, ds, order, keys, settings, rejected, hist)
+            index = writer.close()
+            tar_sha, tar_bytes = writer.sha.hexdigest(), writer.pos
+    except NoSpace as e:  # the whole shard's size, estimated from the part that was written
+        done = len(writer.rows) if writer else 0
+        if not done:
+            raise
+        raise NoSpace(e.path, writer.pos * len(keys) // done, "about ") from None
     idx = index_bytes(index)
     atomic_write_bytes(out / f"{name}.idx", idx)
     record = {
@@ -90,6 +92,18 @@ def _write_shard(k: int) -> dict:
     }  # fmt: skip
     atomic_write_json(out / f"{name}.json", record)
     return record
+
+
+def _fill_shard(writer: TarShardWriter, ds: ImageDataset, order, keys, settings, rejected: list, hist: dict) -> None:
+    for key in keys:
+        i = int(order[key])
+        try:
+            data, ext, h, w = ds.pack_item(i, max_side=settings["max_side"], quality=settings["quality"])
+        except dec.Rejected as e:
+            rejected.append({"path": ds.source(i), "reason": str(e)})
+            continue
+        writer.add(key, data, ext, int(ds.labels[i]), h, w, i)
+        hist[(h, w)] = hist.get((h, w), 0) + 1
 
 
 def _done_record(out: Path, k: int, plan: str) -> dict | None:
@@ -107,22 +121,35 @@ def _done_record(out: Path, k: int, plan: str) -> dict | None:
     return record if ok else None
 
 
+def _is_temporary(p: Path) -> bool:
+    return p.name.startswith(".") and p.name.endswith(".tmp")
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Delete the temporary files of shards that were being written (workers stopped mid-write)."""
+    for p in out.iterdir():
+        if _is_temporary(p):
+            p.unlink(missing_ok=True)
+
+
 def _prepare_out(out: Path, num_shards: int) -> None:
     """Make ``out`` ours: refuse a foreign non-empty folder, drop the manifest, temporary files and
     shards beyond the new plan."""
-    if out.exists() and not out.is_dir():
-        raise MinwaError(f"output {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     entries = [p for p in out.iterdir()]
-    ours = lambda p: SAFE_SHARD.match(p.name) or p.name == "manifest.json" or (p.name.startswith(".") and p.name.endswith(".tmp"))  # noqa: E731
+    ours = lambda p: SAFE_SHARD.match(p.name) or p.name in ("manifest.json", LOCK_NAME) or _is_temporary(p)  # noqa: E731
     foreign = [p.name for p in entries if not ours(p)]
     if foreign:
         raise MinwaError(f"output folder {out} already holds other files ({', '.join(sorted(foreign)[:3])}...); choose an empty or new folder")
     for p in entries:
-        if p.name == "manifest.json" or p.name.endswith(".tmp"):
+        if p.name == "manifest.json" or _is_temporary(p):
             p.unlink()
         elif SAFE_SHARD.match(p.name) and int(p.name[6:].split(".")[0]) >= num_shards:
             p.unlink()
+
+
+def _refuse_out_inside(out: Path, source: Path) -> None:
+    if out.resolve() == source.resolve() or (source.is_dir() and out.resolve().is_relative_to(source.resolve())):
+        raise MinwaError(f"output {out} is inside the source {source}; choose a folder outside it")
 
 
 def pack(
@@ -142,11 +169,8 @@ def pack(
     ``max_side``: an image whose shorter side is larger is re-encoded with that shorter side (0 = never);
     ``shard_size``: samples per shard; ``workers``: packing processes (0 = one per CPU core).
     Inputs that cannot be packed are listed in ``manifest["rejected"]``; the pack still succeeds.
+    ``out`` is checked writable before the source is read and held by this pack until it ends.
     """
-    if isinstance(src, ImageDataset):
-        dataset = src
-    else:
-        dataset = open_dataset(src, split=split)
     out = Path(out).expanduser()
     if not 1 <= int(quality) <= 100:
         raise MinwaError(f"quality must be 1..100, got {quality}")
@@ -154,14 +178,22 @@ def pack(
         raise MinwaError(f"shard size must be at least 1 sample, got {shard_size}")
     if int(max_side) < 0:
         raise MinwaError(f"max side must be 0 (no limit) or positive, got {max_side}")
-    if out.resolve() == dataset.path.resolve() or (dataset.path.is_dir() and out.resolve().is_relative_to(dataset.path.resolve())):
-        raise MinwaError(f"output {out} is inside the source {dataset.path}; choose a folder outside it")
     settings = {"max_side": int(max_side), "quality": int(quality), "shard_size": int(shard_size), "seed": int(seed)}
+    check_name_fits(out, "output folder")
+    _refuse_out_inside(out, src.path if isinstance(src, ImageDataset) else require_path(src, "data"))
+    prepare_output_folder(out, "output folder")
+    with hold_folder(out, "minwa pack"):
+        dataset = src if isinstance(src, ImageDataset) else open_dataset(src, split=split)
+        _refuse_out_inside(out, dataset.path)
+        return _pack_into(dataset, out, settings, int(workers), progress)
+
+
+def _pack_into(dataset: ImageDataset, out: Path, settings: dict, workers: int, progress: bool) -> dict:
     n = len(dataset)
     num_shards = -(-n // settings["shard_size"]) if n else 0
     plan = _plan_id(dataset, settings)
     _prepare_out(out, num_shards)
-    order = pack_permutation(n, seed)
+    order = pack_permutation(n, settings["seed"])
 
     records: dict[int, dict] = {}
     todo = []
@@ -171,27 +203,42 @@ def pack(
             todo.append(k)
         else:
             records[k] = rec
-    workers = int(workers) or (os.cpu_count() or 1)
+    workers = workers or (os.cpu_count() or 1)
     workers = max(1, min(workers, len(todo)))
     t0 = time.perf_counter()
     bar = _Progress(progress, num_shards, len(records), f"packing {dataset.describe()}")
-    with bar:
-        if workers == 1:
-            _init_worker(dataset, out, order, settings, plan)
-            for k in todo:
-                records[k] = _write_shard(k)
-                bar.advance()
-        elif todo:
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            ctx = mp.get_context(method)
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(dataset, out, order, settings, plan)) as pool:
-                for rec in pool.imap_unordered(_write_shard, todo):
-                    records[int(rec["name"][6:11])] = rec
-                    bar.advance()
+    try:
+        with bar:
+            _write_shards(todo, records, workers, bar, (dataset, out, order, settings, plan))
+    except NoSpace as e:  # the rest of the pack, estimated from the shards' sizes
+        _remove_temporaries(out)
+        per_shard = np.mean([r["bytes"] for r in records.values()]) if records else e.needed
+        if not per_shard:
+            raise
+        raise NoSpace(e.path, int(per_shard * (num_shards - len(records))), "about ") from None
+    except BaseException:
+        _remove_temporaries(out)
+        raise
     manifest = _manifest(dataset, out, settings, [records[k] for k in range(num_shards)])
     manifest["pack_seconds"] = round(time.perf_counter() - t0, 3)
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _write_shards(todo: list[int], records: dict, workers: int, bar, work: tuple) -> None:
+    """Write the shards ``todo`` into ``records``, in this process or in ``workers`` processes."""
+    if workers == 1:
+        _init_worker(*work)
+        for k in todo:
+            records[k] = _write_shard(k)
+            bar.advance()
+    elif todo:
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.get_context(method)
+        with ctx.Pool(workers, initializer=_init_worker, initargs=work) as pool:
+            for rec in pool.imap_unordered(_write_shard, todo):
+                records[int(rec["name"][6:11])] = rec
+                bar.advance()
 
 
 def _manifest(dataset: ImageDataset, out: Path, settings: dict, records: list[dict]) -> dict:

@@ -3,7 +3,9 @@
 ``run/final.safetensors`` + ``run/final.json``. The sidecar holds what is needed to rebuild and use the
 model without the training config at hand: the registry name and constructor kwargs, the number of
 classes and input channels, the class names, the input scale/crop and normalisation, metrics, and the
-resolved config. Both files are written atomically (sidecar last, so a sidecar always has its weights).
+resolved config. Both files are written atomically, the old sidecar removed first and the new one last;
+if the sidecar cannot be written the new weights are removed, so a sidecar always has its own weights
+and the loader (which needs both) never accepts weights without one.
 
 The sidecar also holds ``weights_sha256``, the SHA-256 of the weights file, checked on every load: one
 flipped bit in a weight loads without complaint otherwise (a valid float, e.g. -0.027 -> -9.2e36). It
@@ -67,8 +69,13 @@ def save_checkpoint(path, model: torch.nn.Module | dict, meta: dict) -> Path:
     if isinstance(model, torch.nn.Module):
         model = model.state_dict()
     blob = save(state_dict_for_saving(model), metadata={"format": FORMAT})
+    sidecar.unlink(missing_ok=True)  # an earlier sidecar must never come to describe these new weights
     atomic_write_bytes(weights, blob)
-    atomic_write_json(sidecar, {"format": FORMAT, **meta, "weights_sha256": hashlib.sha256(blob).hexdigest()})
+    try:
+        atomic_write_json(sidecar, {"format": FORMAT, **meta, "weights_sha256": hashlib.sha256(blob).hexdigest()})
+    except BaseException:
+        weights.unlink(missing_ok=True)  # no weights without their sidecar (a full disk, Ctrl-C)
+        raise
     return weights
 
 
