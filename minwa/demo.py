@@ -91,7 +91,8 @@ def run_demo(data: str, out: str = "runs/demo", overrides: list[str] | None = No
 
     console.rule("[bold]2. train the default recipe")
     cfg = config_io.load(get_recipe("fashion"), None,
-                         [f"data.train={shards}", f"data.val={data_path}", f"out={out_dir / 'run'}"] + list(overrides or []))
+                         [f"data.train={shards}", f"data.val={data_path}", f"out={out_dir / 'run'}",
+                          "overwrite=true"] + list(overrides or []))  # a demo run again replaces its own run
     result = train(cfg, progress=progress)
     if result.checkpoint is None:
         raise MinwaError("training finished without a checkpoint")

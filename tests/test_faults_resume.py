@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,3 +158,32 @@ def test_resume_without_a_state_says_what_is_there(data, tmp_path):
     (left / "minwa.json").write_text("{}")
     r = _train(data, tmp_path / "new", "--resume", str(tmp_path / "old"), check=False)
     assert r.returncode == 2 and str(left) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_finished_run_is_not_replaced_without_overwrite(data, straight, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(straight, out)
+    before = _digests(out)
+    r = _train(data, out, check=False)
+    assert r.returncode == 2 and "already holds a run" in r.stderr and "--overwrite" in r.stderr
+    assert _digests(out) == before
+    _train(data, out, "--overwrite")
+    assert _steps(out) == _steps(straight)  # one run's lines, not two runs mixed
+    _assert_same_weights(straight, out)
+
+
+def test_a_run_folder_in_use_is_refused(data, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "minwa", "train", "--data", str(data), "--out", str(out), *ARGS]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not (out / "metrics.jsonl").is_file():  # the first run is training
+            assert first.poll() is None
+            time.sleep(0.01)
+        r = _train(data, out, "--resume", str(out), check=False)
+        assert r.returncode == 2 and "in use" in r.stderr and str(first.pid) in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1
+    finally:
+        first.kill()
+        first.wait()
+    r = _train(data, out, "--resume", str(out))  # the killed holder's lock is stale: taken over

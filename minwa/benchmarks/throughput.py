@@ -246,7 +246,7 @@ def build_trainer(args, shards: Path, device: torch.device):
         raise MinwaError(f"--size {args.size} is larger than --scale {scale}")
     workers = args.workers or max(1, (os.cpu_count() or 2) - 1)
     cfg = TrainConfig(
-        recipe="throughput", out=str(Path(args.work) / "run"), epochs=1e6, precision=args.precision,
+        recipe="throughput", out=str(Path(args.work) / "run"), overwrite=True, epochs=1e6, precision=args.precision,
         device=str(device), eval_every=0, log_every=10**9,
         data=DataConfig(train=str(shards), scale=scale, crop=args.size, batch_size=args.batch, workers=workers,
                         cache="none"),

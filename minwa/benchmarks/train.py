@@ -81,7 +81,7 @@ def run_minwa(args) -> dict:
     from minwa.train.recipes import get_recipe
 
     cfg = get_recipe(args.recipe)
-    over = [f"out={args.out}/minwa", f"time_budget_s={args.budget}", "target_accuracy=0",
+    over = [f"out={args.out}/minwa", "overwrite=true", f"time_budget_s={args.budget}", "target_accuracy=0",
             f"data.train={args.data}", f"data.val={args.data}"]
     if args.epochs:
         over.append(f"epochs={args.epochs}")

@@ -47,9 +47,7 @@ def run(args) -> int:
         print(config_io.dump_toml(cfg), end="")
         return 0
     from minwa.train import train
-    from minwa.utils.output import prepare_output_folder
 
-    prepare_output_folder(cfg.out, "run folder")  # before any data is read
     result = train(cfg, progress=not args.quiet)
     if result.is_main:
         print(summary(result))

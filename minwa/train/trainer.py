@@ -31,7 +31,11 @@ from minwa.parallel.watchdog import note_progress
 from minwa.train.checkpoint import load_checkpoint, save_checkpoint
 from minwa.train.config import TrainConfig
 from minwa.train.optim import Schedule, build_optimizer, scaled_lr, set_lr
+from minwa.train.run_folder import check_fresh_run_folder
 from minwa.utils.atomic import atomic_write_text
+from minwa.utils.folder_lock import FolderLock
+from minwa.utils.oserrors import os_error
+from minwa.utils.output import prepare_output_folder
 
 TRAIN_STATE = "train_state"  # the run folder's resumable state (see minwa.parallel.checkpoint)
 # what a run folder holds before the first save: a run killed then is resumed by starting it again
@@ -167,14 +171,48 @@ class Trainer:
         self.cfg = check(cfg)
         self.progress = progress
         self.t_setup = time.perf_counter()
-        self._setup_runtime()
-        self._setup_data()
-        self._setup_model()
-        self._setup_optim()
+        self.lock = None
+        try:
+            self._setup_runtime()
+            self._setup_data()
+            self._setup_model()
+            self._setup_optim()
+        except BaseException:
+            self.close()
+            raise
         self.history: list[dict] = []
         self.setup_seconds = time.perf_counter() - self.t_setup
 
+    def close(self):
+        """Let go of the run folder (the lock): at the end of the run, or when setting up failed."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
     # -- building steps
+    def _hold_run_folder(self) -> FolderLock | None:
+        """Rank 0 checks that the run folder can be written, holds it against a second command, and
+        refuses a finished run's folder for a new run (unless ``overwrite``); every rank learns the outcome,
+        so a refusal stops them all with the same sentence. Before any data is read."""
+        lock, problem = None, ""
+        if self.is_main:
+            try:
+                prepare_output_folder(self.cfg.out, "run folder")
+                lock = FolderLock(self.cfg.out, "minwa train").acquire()
+                if not self.cfg.resume:
+                    check_fresh_run_folder(self.cfg.out, self.cfg.overwrite)
+            except MinwaError as e:
+                problem = str(e)
+        if self.dims.world_size > 1:
+            box = [problem]
+            dist.broadcast_object_list(box, src=0)
+            problem = box[0]
+        if problem:
+            if lock is not None:
+                lock.release()
+            raise MinwaError(problem)
+        return lock
+
     def _setup_runtime(self):
         from minwa.parallel import init_distributed
 
@@ -194,6 +232,7 @@ class Trainer:
         self.is_main = self.dims.is_main
         seed_everything(cfg.seed)
         self.out = Path(cfg.out)
+        self.lock = self._hold_run_folder()
         # the state to resume, found (and its JSON read) before anything is built: it fixes the input
         # normalisation, and a finished run is reported without touching its folder
         self.resume_path = find_train_state(cfg.resume, self.is_main) if cfg.resume else None
@@ -464,8 +503,12 @@ class Trainer:
     def _log(self, rec: dict):
         self.history.append(rec)
         if self.is_main:  # standard JSON: a NaN (a diverged loss) is written as null
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({k: _finite_or_none(v) for k, v in rec.items()}) + "\n")
+            path = self.out / "metrics.jsonl"
+            try:
+                with open(path, "a") as f:
+                    f.write(json.dumps({k: _finite_or_none(v) for k, v in rec.items()}) + "\n")
+            except OSError as e:
+                raise os_error(e, path) from None
 
     def _progress(self):
         if not (self.progress and self.is_main):
@@ -601,6 +644,7 @@ def train(cfg: TrainConfig, progress: bool = False) -> RunResult:
         with failure_guard(trainer.dims):
             return trainer.fit()
     finally:
+        trainer.close()
         from minwa.parallel import shutdown
 
         if trainer.dims.world_size > 1:
