@@ -249,3 +249,21 @@ def test_checkpoint_roundtrip_single_process(tmp_path):
     with pytest.raises(MinwaError, match="no resumable training state"):
         load_distributed(tmp_path, model, opt)
     assert [p.name for p in path.iterdir() if p.name != "LATEST"] == [json.loads((path / "LATEST").read_text())["current"]]
+
+
+@pytest.mark.dist
+def test_mixed_precision_setting_changes_what_fsdp_computes_with(tmp_path):
+    """parallel.mixed_precision is read: a bf16 run with it gathers conv/FC weights in bf16 (norms and
+    master weights stay fp32); without it every weight is used in fp32."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--rdzv_backend=c10d",
+           "--rdzv_endpoint=localhost:0", str(HERE / "dist_mixed_precision.py")]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    on, off = report["True"], report["False"]
+    assert on["master"] == off["master"] == ["torch.float32"]
+    assert {d for n, d in on["forward"].items() if "stages" in n and n.endswith(".0")} == {"torch.bfloat16"}
+    assert all(d == "torch.float32" for d in off["forward"].values())
+    assert any(d == "torch.float32" for d in on["forward"].values())  # the BatchNorm layers

@@ -11,7 +11,8 @@ class ParallelConfig:
     backend: str = "auto"  # auto | gloo | nccl ('auto': nccl on CUDA, gloo on CPU)
     fc_split: int = 0  # hybrid: ranks over which the FC layers are split (0 = all ranks)
     timeout_s: float = 300.0  # a collective that waits longer names the rank and stops the job
-    mixed_precision: bool = True  # fsdp on GPU: bf16 compute, fp32 reduction and master weights
+    mixed_precision: bool = True  # fsdp/hybrid with precision=bf16: parameters gathered in bf16, gradients
+    # reduced in fp32 over fp32 master weights (False: autocast alone, parameters all-gathered in fp32)
     bucket_mb: float = 25.0  # butterfly: DDP bucket size; each bucket is reduce-scattered then all-gathered
     prefetch: bool = True  # fsdp: all-gather the next layer's weights while this layer computes (lazy update)
     sync_batchnorm: bool = False  # BatchNorm statistics over the global batch instead of each rank's slice

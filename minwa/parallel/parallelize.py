@@ -1,8 +1,13 @@
-"""Apply a parallel strategy to a plain single-device model, from outside (torchtitan's order).
+"""Apply a parallel strategy to a plain single-device model, from outside, in one fixed order
+(torchtitan's):
 
+0. BatchNorm over the global batch (``parallel.sync_batchnorm``, several ranks);
 1. FC splitting (``hybrid``: tensor-parallel FC layers, see :mod:`minwa.parallel.hybrid`);
-2. ``between(model)`` — the caller's activation checkpointing / ``torch.compile``, if any;
-3. data parallelism: FSDP2 (``fsdp``, and the trunk + FC replicas of ``hybrid``) or DDP with the
+2. activation checkpointing (``checkpointing``: the model's own ``set_grad_checkpointing``);
+3. ``torch.compile`` (``compile``), of the split and checkpointed model, so the graph sees both;
+4. mixed precision (``parallel.mixed_precision`` with ``param_dtype``, fsdp and hybrid): FSDP gathers the
+   parameters in ``param_dtype`` and reduces gradients in float32 over float32 master weights;
+5. data parallelism: FSDP2 (``fsdp``, and the trunk + FC replicas of ``hybrid``) or DDP with the
    butterfly hook (``butterfly``).
 
 Gradient convention, the same for every strategy: the caller's loss on each rank is "sum of per-sample
@@ -19,6 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from minwa.errors import MinwaError
 from minwa.parallel.config import ParallelConfig
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -64,14 +70,36 @@ def _mp_policy(cfg: ParallelConfig, param_dtype):
     return MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
 
 
-def parallelize(model: nn.Module, dims, cfg: ParallelConfig, param_dtype: torch.dtype | None = None,
-                between: Callable[[nn.Module], nn.Module] | None = None) -> nn.Module:
-    """Return ``model`` spread over the ranks of ``dims`` by ``dims.strategy`` (unchanged for 'none').
+def _between(model: nn.Module, checkpointing: bool, compile: bool) -> Callable[[nn.Module], nn.Module] | None:
+    """Steps 2 and 3, applied after FC splitting and before data parallelism."""
+    if checkpointing and not hasattr(model, "set_grad_checkpointing"):
+        raise MinwaError(f"model {type(model).__name__} has no activation checkpointing; set model.checkpointing=false")
+    if not (checkpointing or compile):
+        return None
 
-    ``param_dtype`` (e.g. torch.bfloat16): FSDP computes with parameters in that dtype and reduces
-    gradients in float32, keeping float32 master weights (fsdp and hybrid; with ``cfg.mixed_precision``).
-    ``between``: applied after FC splitting and before data parallelism (activation checkpointing, compile).
+    def apply(m: nn.Module) -> nn.Module:
+        if checkpointing:
+            m.set_grad_checkpointing(True)
+        return torch.compile(m) if compile else m
+
+    return apply
+
+
+def mixed_precision_dtype(cfg: ParallelConfig, precision: str) -> torch.dtype | None:
+    """FSDP's compute dtype for a run in ``precision``: bfloat16 for bf16 runs with
+    ``parallel.mixed_precision``, else None (parameters used as they are)."""
+    return torch.bfloat16 if cfg.mixed_precision and precision == "bf16" else None
+
+
+def parallelize(model: nn.Module, dims, cfg: ParallelConfig, param_dtype: torch.dtype | None = None, *,
+                checkpointing: bool = False, compile: bool = False) -> nn.Module:
+    """Return ``model`` spread over the ranks of ``dims`` by ``dims.strategy``, with the module
+    docstring's steps applied in its order (only 2 and 3 for strategy 'none').
+
+    ``param_dtype`` (e.g. torch.bfloat16, what ``minwa train`` passes for precision=bf16): the compute
+    dtype of FSDP's mixed precision, used when ``cfg.mixed_precision``.
     """
+    between = _between(model, checkpointing, compile)
     model = model.to(dims.device)
     if cfg.sync_batchnorm and dims.world_size > 1 and dims.strategy != "none":
         from minwa.parallel.sync_batchnorm import convert_sync_batchnorm
@@ -103,7 +131,8 @@ def parallelize(model: nn.Module, dims, cfg: ParallelConfig, param_dtype: torch.
         fully_shard(m, mesh=dims.world_mesh, reshard_after_forward=False, mp_policy=mp)
     for m in fc:  # split FC layers: data-parallel only across FC replicas
         fully_shard(m, mesh=dims.fc_mesh["replica"], reshard_after_forward=False, mp_policy=mp)
-    fully_shard(model, mesh=dims.world_mesh, reshard_after_forward=False, mp_policy=mp)
+    # the root holds the norm layers: their parameters stay float32, beside their float32 running statistics
+    fully_shard(model, mesh=dims.world_mesh, reshard_after_forward=False, mp_policy=_mp_policy(cfg, None))
     _sum_gradients(model)
     if cfg.prefetch:
         _prefetch_chain(units)

@@ -145,10 +145,6 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, device, dtype
     else:
         model = create_model(cfg.model.name, num_classes=num_classes, in_chans=in_chans,
                              **model_kwargs(cfg, crop))
-    if cfg.model.checkpointing:
-        if not hasattr(model, "set_grad_checkpointing"):
-            raise MinwaError(f"model '{cfg.model.name}' has no activation checkpointing; set model.checkpointing=false")
-        model.set_grad_checkpointing(True)
     model = model.to(device=device, dtype=dtype)
     if cfg.model.channels_last and device.type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)
@@ -282,10 +278,11 @@ class Trainer:
 
         self.augmenter = Augmenter(self.aug_cfg, out_size=self.crop, mean=self.mean, std=self.std)
         from minwa.parallel import parallelize
+        from minwa.parallel.parallelize import mixed_precision_dtype
 
         self.trainable = trainable
-        between = torch.compile if cfg.model.compile else None
-        self.model = parallelize(self.model, self.dims, cfg.parallel, between=between)
+        self.model = parallelize(self.model, self.dims, cfg.parallel, mixed_precision_dtype(cfg.parallel, cfg.precision),
+                                 checkpointing=cfg.model.checkpointing, compile=cfg.model.compile)
         self.ema = None
         if cfg.optim.ema > 0:
             if self.dims.world_size > 1:
