@@ -7,7 +7,7 @@ import torch
 
 from minwa.errors import MinwaError
 from minwa.models import create_model
-from minwa.train.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from minwa.models.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from minwa.parallel.checkpoint import load_distributed, read_extra, save_distributed
 
 

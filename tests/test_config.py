@@ -14,11 +14,11 @@ from minwa.train.recipes import RECIPES, get_recipe
 def test_overrides_are_typed_and_nested():
     cfg = config_io.load(get_recipe("fashion"), None,
                          ["optim.lr=0.05", "data.batch_size=512", "eval_flip=false", "model.kwargs={\"widths\": [8, 16]}",
-                          "eval.scales=28,56"])
+                          "data.classes=shirt,coat"])
     assert cfg.optim.lr == 0.05 and isinstance(cfg.data.batch_size, int) and cfg.data.batch_size == 512
     assert cfg.eval_flip is False
     assert cfg.model.kwargs == {"widths": [8, 16]}
-    assert cfg.eval.scales == [28, 56]
+    assert cfg.data.classes == ["shirt", "coat"]
     assert cfg.optim.momentum == get_recipe("fashion").optim.momentum  # untouched fields keep the recipe's
 
 

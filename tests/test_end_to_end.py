@@ -75,7 +75,7 @@ def test_resume_continues_exactly(tiny_run, fashion_dir, tmp_path):
     """Two runs of 2 epochs, the second resumed mid-way, end with the weights of one straight run."""
     from minwa import config as config_io
     from minwa.train import get_recipe, train
-    from minwa.train.checkpoint import load_state as load_weights
+    from minwa.models.checkpoint import load_state as load_weights
 
     base = ["data.train=" + str(tiny_run / "shards"), "data.val=", "data.batch_size=64", "optim.ema=0",
             "model.kwargs={\"widths\": [8, 16]}", "precision=fp32", "epochs=2", "eval_every=0"]

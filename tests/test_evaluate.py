@@ -205,7 +205,7 @@ def test_view_helpers():
 
 def test_members_with_different_classes_refuse_to_ensemble(tmp_path):
     from minwa.evaluate.ensemble import load_members
-    from minwa.train.checkpoint import save_checkpoint
+    from minwa.models.checkpoint import save_checkpoint
 
     for name, classes in (("a", ["x", "y"]), ("b", ["y", "x"])):
         save_checkpoint(tmp_path / name, create_model("deepimage-tiny", 2, 1),
@@ -220,7 +220,7 @@ def test_members_with_different_classes_refuse_to_ensemble(tmp_path):
 def trained(tmp_path_factory, fashion_dir):
     """deepimage-tiny trained briefly (2 epochs of 4,000 real training images), saved as a checkpoint."""
     from minwa.data import open_dataset
-    from minwa.train.checkpoint import save_checkpoint
+    from minwa.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     train = open_dataset(fashion_dir, "train")

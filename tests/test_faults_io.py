@@ -25,7 +25,7 @@ from data_fixtures import jpeg_bytes, photo, small_idx
 from minwa.cli import main
 from minwa.data import verify
 from minwa.errors import MinwaError
-from minwa.train.checkpoint import load_checkpoint, save_checkpoint
+from minwa.models.checkpoint import load_checkpoint, save_checkpoint
 from minwa.train.run_folder import check_fresh_run_folder
 from minwa.utils.folder_lock import LOCK_NAME, FolderLock, hold_folder
 

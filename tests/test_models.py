@@ -153,7 +153,7 @@ def test_models_command_lists_counts(capsys):
 @pytest.mark.parametrize("name", ["deepimage-tiny", "alexnet-tiny", "inception-bn-tiny", "resnet-tiny", "fashion-net"])
 def test_checkpoint_round_trip(tmp_path, name):
     """Through the trainer's save/load: same class, same weights, bit-identical outputs."""
-    from minwa.train.checkpoint import load_checkpoint, save_checkpoint
+    from minwa.models.checkpoint import load_checkpoint, save_checkpoint
 
     torch.manual_seed(1)
     m = create_model(name, 5, 1).eval()

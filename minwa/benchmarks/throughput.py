@@ -263,7 +263,7 @@ def flops_per_image(trainer) -> float:
     from minwa.train.trainer import model_kwargs
 
     twin = create_model(trainer.cfg.model.name, num_classes=len(trainer.classes), in_chans=trainer.in_chans,
-                        **model_kwargs(trainer.cfg, trainer.crop))
+                        **model_kwargs(trainer.cfg.model, trainer.crop))
     return forward_flops_per_image(twin, trainer.in_chans, trainer.crop)
 
 

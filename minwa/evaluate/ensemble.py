@@ -68,7 +68,7 @@ def member_from_model(model: nn.Module, meta: dict, name: str = "model") -> Memb
 
 def load_members(ckpts, device) -> list[Member]:
     """Load checkpoints for evaluation; all must predict the same classes in the same order."""
-    from minwa.train.checkpoint import load_checkpoint
+    from minwa.models.checkpoint import load_checkpoint
 
     if not ckpts:
         raise MinwaError("no checkpoint given (--ckpt PATH, repeat it for an ensemble)")

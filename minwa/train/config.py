@@ -7,7 +7,6 @@ from minwa.augment.config import AugmentConfig
 from minwa.data import config as data_config
 from minwa.data.config import DataConfig
 from minwa.errors import check_rules
-from minwa.evaluate.config import EvalConfig
 from minwa.models import config as model_config
 from minwa.models.config import ModelConfig
 from minwa.parallel import config as parallel_config
@@ -61,7 +60,6 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def check(cfg: TrainConfig) -> TrainConfig:

@@ -1,7 +1,9 @@
 """The training loop: loader → augmenter → model → loss, with validation, logging and checkpoints.
 
-``train(cfg)`` is what ``minwa train`` and ``minwa demo`` call. Building is split into named steps
-(runtime, data, model, optimizer) that each take the config and runtime objects only. The loss on each
+``train(cfg)`` is what ``minwa train`` and ``minwa demo`` call. A run is built in named steps (runtime,
+data, model, optimizer) from the builders of :mod:`minwa.train.build`, each given its own sub-config;
+its resumable state is the :class:`~minwa.train.checkpointer.TrainCheckpointer`'s; this module is the
+loop, validation and the run's outputs. The loss on each
 rank is ``sum of per-sample losses / global batch`` and ``minwa.parallel`` makes gradients the sum over
 ranks, so 1, 2 or N ranks compute the same update as one process on the whole batch.
 """
@@ -12,24 +14,37 @@ import contextlib
 import dataclasses
 import json
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
 from minwa import config as config_io
+from minwa.augment import Augmenter, apply_preset
+from minwa.data import build_loader
+from minwa.data.classes import label_map
+from minwa.data.subset import select_classes
 from minwa.errors import MinwaError
-from minwa.parallel.checkpoint import (is_distributed_checkpoint, leftover_states, load_distributed, read_extra,
-                                     save_distributed)
+from minwa.evaluate.metrics import topk_correct
+from minwa.evaluate.views import match_channels
+from minwa.models import list_models
+from minwa.models.checkpoint import read_meta, save_checkpoint
+from minwa.parallel import failure_guard, full_state_dict, init_distributed, parallelize, shutdown
+from minwa.parallel.parallelize import mixed_precision_dtype
 from minwa.parallel.watchdog import note_progress
-from minwa.train.checkpoint import load_checkpoint, save_checkpoint
-from minwa.train.config import TrainConfig
+from minwa.train.build import (PARAM_DTYPE, autocast_for, build_model, estimate_mean_std, input_geometry,
+                               model_kwargs, open_split, seed_everything)
+from minwa.train.checkpointer import TrainCheckpointer, drop_superseded_metrics
+from minwa.train.config import TrainConfig, check
+from minwa.train.plots import plot_learning_curve
 from minwa.train.optim import Schedule, build_optimizer, scaled_lr, set_lr
 from minwa.train.run_folder import check_fresh_run_folder
 from minwa.utils.atomic import atomic_write_text
@@ -37,10 +52,6 @@ from minwa.utils.folder_lock import FolderLock
 from minwa.utils.oserrors import os_error
 from minwa.utils.output import prepare_output_folder
 
-TRAIN_STATE = "train_state"  # the run folder's resumable state (see minwa.parallel.checkpoint)
-# what a run folder holds before the first save: a run killed then is resumed by starting it again
-RUN_START_FILES = {"config.toml", "metrics.jsonl", ".minwa.lock"}
-PARAM_DTYPE = {"bf16": torch.float32, "fp32": torch.float32, "fp64": torch.float64}  # bf16 = autocast over fp32
 
 
 @dataclass
@@ -60,110 +71,11 @@ class RunResult:
     bad_samples: list[dict] = field(default_factory=list)  # damaged samples skipped (data.on_bad_sample=skip)
 
 
-# ---------------------------------------------------------------- runtime
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def autocast_for(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-# ---------------------------------------------------------------- data
-
-def open_split(path: str, split: str):
-    from minwa.data import open_dataset
-
-    if not path:
-        raise MinwaError(f"no {split} data given: set --data (or data.{'train' if split == 'train' else 'val'})")
-    return open_dataset(path, split=split)
-
-
-def input_geometry(cfg: TrainConfig, dataset) -> tuple[int, int]:
-    """(scale S handed over by the loader, crop C fed to the network)."""
-    h, w = dataset.image(0).shape[:2]
-    scale = cfg.data.scale or min(h, w)
-    crop = cfg.data.crop or scale
-    if crop > scale:
-        raise MinwaError(f"crop {crop} is larger than scale {scale}")
-    return scale, crop
-
-
-@torch.no_grad()
-def estimate_mean_std(loader, max_batches: int = 8, dims=None) -> tuple[list[float], list[float]]:
-    """Per-channel mean/std of the training images on the first ``max_batches`` global batches, in 0..1
-    units. Each rank sums its slice and one all-reduce adds the sums, so every rank, and any number of
-    ranks, gets the one-process figures (the sums are exact in float64: integers / 255 squared)."""
-    sums = None
-    for i, batch in enumerate(loader):
-        x = batch.images.to(torch.float64)
-        part = torch.stack([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)),
-                            torch.full((x.shape[1],), x.numel() / x.shape[1], dtype=torch.float64, device=x.device)])
-        sums = part if sums is None else sums + part
-        if i + 1 >= max_batches:
-            break
-    sums = sums.cpu()
-    if dims is not None:
-        sums = dims.all_reduce_sum(sums)
-    s, s2, n = sums / torch.tensor([255.0, 255.0**2, 1.0], dtype=torch.float64)[:, None]
-    mean = s / n
-    std = (s2 / n - mean * mean).clamp_min(1e-12).sqrt()
-    return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
-
-
-# ---------------------------------------------------------------- model
-
-def model_kwargs(cfg: TrainConfig, crop: int) -> dict:
-    """The config's constructor kwargs, plus ``img_size`` = crop for FC-headed models that size their head by it."""
-    from minwa.models.registry import model_accepts
-
-    kwargs = dict(cfg.model.kwargs)
-    if "img_size" not in kwargs and model_accepts(cfg.model.name, "img_size"):
-        kwargs["img_size"] = crop
-    return kwargs
-
-
-def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, device, dtype, crop: int = 0):
-    """Create from the registry, or from ``cfg.init`` (fine-tuning) with a new head when classes differ."""
-    from minwa.models import create_model
-
-    init_meta = None
-    if cfg.init:
-        model, init_meta = load_checkpoint(cfg.init, "cpu")
-        if init_meta.get("in_chans", 3) != in_chans:
-            raise MinwaError(f"--init checkpoint takes {init_meta.get('in_chans')} channels, the data have {in_chans}")
-        if init_meta["num_classes"] != num_classes:
-            from minwa.models.finetune import reset_head
-
-            reset_head(model, num_classes)
-        model.train()
-    else:
-        model = create_model(cfg.model.name, num_classes=num_classes, in_chans=in_chans,
-                             **model_kwargs(cfg, crop))
-    model = model.to(device=device, dtype=dtype)
-    if cfg.model.channels_last and device.type in ("cpu", "cuda"):
-        model = model.to(memory_format=torch.channels_last)
-    trainable = None
-    if cfg.init and cfg.finetune != "all":
-        from minwa.models.finetune import freeze_for_finetune
-
-        trainable = freeze_for_finetune(model, cfg.finetune)
-    return model, trainable, init_meta
-
-
 # ---------------------------------------------------------------- the run
 
 class Trainer:
     """Holds the built pieces of one run; ``fit()`` trains and returns a :class:`RunResult`."""
-
     def __init__(self, cfg: TrainConfig, progress: bool = False):
-        from minwa.train.config import check
-
         self.cfg = check(cfg)
         self.progress = progress
         self.t_setup = time.perf_counter()
@@ -210,11 +122,8 @@ class Trainer:
         return lock
 
     def _setup_runtime(self):
-        from minwa.parallel import init_distributed
-
         cfg = self.cfg
         if not cfg.init:
-            from minwa.models import list_models
 
             if cfg.model.name not in list_models():
                 raise MinwaError(f"unknown model '{cfg.model.name}' (known: {', '.join(list_models())})")
@@ -231,21 +140,16 @@ class Trainer:
         self.lock = self._hold_run_folder()
         # the state to resume, found (and its JSON read) before anything is built: it fixes the input
         # normalisation, and a finished run is reported without touching its folder
-        self.resume_path = find_train_state(cfg.resume, self.is_main) if cfg.resume else None
-        self.resume_extra = read_extra(self.resume_path) if self.resume_path else None
+        self.checkpointer = TrainCheckpointer(self.out, cfg.resume, self.is_main)
+        self.resume_extra = self.checkpointer.resume_extra
 
     def _setup_data(self):
-        from minwa.augment import apply_preset
-        from minwa.data import build_loader
-        from minwa.data.classes import label_map
-        from minwa.data.subset import select_classes
-
         cfg, dims = self.cfg, self.dims
         self.train_ds = select_classes(open_split(cfg.data.train, "train"), cfg.data.classes)
         self.val_ds = select_classes(open_split(cfg.data.val, "test"), cfg.data.classes) if cfg.data.val else None
         self.classes = list(self.train_ds.classes)
         self.in_chans = self.train_ds.channels
-        self.scale, self.crop = input_geometry(cfg, self.train_ds)
+        self.scale, self.crop = input_geometry(cfg.data, self.train_ds)
         dims.local_batch_size(cfg.data.batch_size)  # the global batch must divide over the ranks
         self.loader = build_loader(cfg.data, self.train_ds, train=True, rank=dims.rank,
                                    world_size=dims.world_size, device=str(self.device))
@@ -265,8 +169,8 @@ class Trainer:
 
     def _setup_model(self):
         cfg = self.cfg
-        self.model, trainable, init_meta = build_model(cfg, len(self.classes), self.in_chans, self.device, self.dtype,
-                                                      self.crop)
+        self.model, trainable, init_meta = build_model(cfg.model, len(self.classes), self.in_chans, self.device,
+                                                      self.dtype, self.crop, init=cfg.init, finetune=cfg.finetune)
         if self.resume_extra and self.resume_extra.get("mean"):  # never re-estimated on a resume
             self.mean, self.std = self.resume_extra["mean"], self.resume_extra["std"]
         elif init_meta and init_meta.get("mean"):
@@ -274,11 +178,8 @@ class Trainer:
         else:
             self.mean, self.std = estimate_mean_std(self.loader, dims=self.dims)
             self.loader.set_epoch(0)
-        from minwa.augment import Augmenter
 
         self.augmenter = Augmenter(self.aug_cfg, out_size=self.crop, mean=self.mean, std=self.std)
-        from minwa.parallel import parallelize
-        from minwa.parallel.parallelize import mixed_precision_dtype
 
         self.trainable = trainable
         self.model = parallelize(self.model, self.dims, cfg.parallel, mixed_precision_dtype(cfg.parallel, cfg.precision),
@@ -287,7 +188,6 @@ class Trainer:
         if cfg.optim.ema > 0:
             if self.dims.world_size > 1:
                 raise MinwaError("optim.ema is single-process only for now; set optim.ema=0 with several ranks")
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema), use_buffers=True)
 
@@ -304,8 +204,8 @@ class Trainer:
         self.epoch_loss = (torch.zeros((), device=self.device), 0)  # (sum, steps) of this epoch's losses
         self.bad_before_resume: list[dict] = []  # damaged samples the resumed run had skipped
         self._resumed_mid_epoch = False
-        if self.resume_path:
-            self._resume(self.resume_path)
+        if self.checkpointer.resume_path:
+            self._resume()
 
     # -- the loop
     def train_step(self, batch) -> torch.Tensor:
@@ -345,17 +245,11 @@ class Trainer:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.toml", config_io.dump_toml(self.cfg))
-        metrics = self.out / "metrics.jsonl"
-        if self.cfg.resume and metrics.is_file():
-            lines = metrics.read_text().splitlines(keepends=True)
-            kept = [ln for ln in lines if _metric_step(ln) <= self.step]
-            if len(kept) != len(lines):
-                atomic_write_text(metrics, "".join(kept))
+        if self.cfg.resume:
+            drop_superseded_metrics(self.out / "metrics.jsonl", self.step)
 
     def finished_result(self) -> RunResult:
         """What a finished run recorded (its final.json), for a ``--resume`` that has nothing left to do."""
-        from minwa.train.checkpoint import read_meta
-
         final = self.out / "final"
         metrics = read_meta(final).get("metrics", {}) if (self.out / "final.json").is_file() else {}
         val = metrics.get("val_acc")
@@ -367,7 +261,7 @@ class Trainer:
 
     def fit(self) -> RunResult:
         cfg = self.cfg
-        if self.complete and self.resume_path:
+        if self.complete and self.checkpointer.resume_path:
             return self.finished_result()
         self._start_outputs()
         t0 = time.perf_counter()
@@ -456,7 +350,6 @@ class Trainer:
         for batch in self.val_loader:
             images = batch.images
             if images.shape[1] != self.in_chans:  # e.g. a grey test set for a model trained on RGB
-                from minwa.evaluate.views import match_channels
 
                 images = match_channels(images.float(), self.in_chans).round().to(torch.uint8)
             x = self.augmenter.eval(images).to(self.dtype)
@@ -473,9 +366,8 @@ class Trainer:
             if self.cfg.eval_flip:
                 prob = (prob + logits_f.float().softmax(1)) / 2
             loss += float(nn.functional.nll_loss(prob.clamp_min(1e-12).log(), y, reduction="sum"))
-            top = prob.topk(min(5, prob.shape[1]), dim=1).indices
-            correct1 += int((top[:, 0] == y).sum())
-            correct5 += int((top == y[:, None]).any(1).sum())
+            correct1 += int(topk_correct(prob, y, 1).sum())
+            correct5 += int(topk_correct(prob, y, 5).sum())
             n += y.numel()
         counts = torch.tensor([correct1, correct5, n, loss], dtype=torch.float64)
         counts = self.dims.all_reduce_sum(counts) if hasattr(self.dims, "all_reduce_sum") else counts
@@ -489,7 +381,6 @@ class Trainer:
                "lr": getattr(self, "_last_lr", self.base_lr), "time": time.perf_counter() - t0, **metrics}
         self._log(rec)
         if self.is_main and self.progress and metrics:
-            from rich.console import Console
 
             Console(stderr=True).print(f"epoch {rec['epoch']:.2f}: val top-1 {metrics['val_acc']:.2%}, "
                                        f"top-5 {metrics['val_top5']:.2%}, loss {train_loss:.3f}, "
@@ -510,7 +401,6 @@ class Trainer:
     def _progress(self):
         if not (self.progress and self.is_main):
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         transient=False)
@@ -518,12 +408,11 @@ class Trainer:
     def checkpoint_meta(self, val_acc) -> dict:
         cfg = self.cfg
         if cfg.init:
-            from minwa.train.checkpoint import read_meta
 
             base = read_meta(cfg.init)
             name, kwargs = base["model"], base.get("model_kwargs", {})
         else:
-            name, kwargs = cfg.model.name, model_kwargs(self.cfg, self.crop)
+            name, kwargs = cfg.model.name, model_kwargs(cfg.model, self.crop)
         return {"model": name, "model_kwargs": kwargs, "num_classes": len(self.classes), "in_chans": self.in_chans,
                 "classes": self.classes, "scale": self.scale, "crop": self.crop, "mean": self.mean, "std": self.std,
                 "metrics": {"val_acc": _finite_or_none(val_acc), "epochs": self.step / self.steps_per_epoch, "steps": self.step},
@@ -532,7 +421,6 @@ class Trainer:
     def full_state_dict(self) -> dict:
         if self.dims.world_size == 1:
             return self.eval_model().state_dict()
-        from minwa.parallel import full_state_dict
 
         return full_state_dict(self.eval_model(), self.dims)
 
@@ -574,15 +462,15 @@ class Trainer:
 
     def save_train_state(self):
         """One layout for every world size (DCP), so a state saved by N ranks resumes on M, 1 included."""
-        save_distributed(self.out / TRAIN_STATE, self.model, self.optimizer, self.train_state(),
-                         more=self._ema_tensors())
+        self.checkpointer.save(self.model, self.optimizer, self.train_state(), more=self._ema_tensors())
 
-    def _resume(self, path):
+    def _resume(self):
+        path = self.checkpointer.resume_path
         saved = self.resume_extra.get("model")
         if saved and not self.cfg.init and saved != self.cfg.model.name:
             raise MinwaError(f"the training state in {path} is of model '{saved}', this run's is "
                              f"'{self.cfg.model.name}'; resume with the settings it was saved with")
-        extra = load_distributed(path, self.model, self.optimizer, more=self._ema_tensors())
+        extra = self.checkpointer.load(self.model, self.optimizer, more=self._ema_tensors())
         self.step, self.epoch = int(extra["step"]), int(extra["epoch"])
         self.loader.load_state_dict(extra["loader"])
         self._resumed_mid_epoch = True
@@ -593,56 +481,21 @@ class Trainer:
                                         device=self.device), int(loss_n))
 
     def _plot(self):
-        from minwa.train.plots import plot_learning_curve
-
         plot_learning_curve(self.history, self.out / "learning_curve.png", title=f"{self.cfg.recipe}")
-
-
-def find_train_state(path, report: bool = True) -> Path | None:
-    """The training state ``--resume PATH`` means: a run folder's ``train_state/`` or a state folder.
-    None for a run folder whose run was stopped before its first save: it starts again from step 0,
-    which is what resuming it exactly means."""
-    path = Path(path)
-    if not path.exists():
-        raise MinwaError(f"nothing to resume at {path}: no such folder")
-    for candidate in (path / TRAIN_STATE, path / "train_state_dcp", path):
-        if is_distributed_checkpoint(candidate):
-            return candidate
-    if path.is_dir() and all(p.name in RUN_START_FILES for p in path.iterdir()):
-        if report:
-            print(f"note: the run in {path} was stopped before its first save; starting it from the beginning",
-                  file=sys.stderr)
-        return None
-    if (path / "train_state.json").is_file():
-        raise MinwaError(f"{path} holds a training state in the two-file layout of an older minwa, which this "
-                         "version does not read; resume it with that version or start the run again")
-    left = leftover_states(path / "train_state_dcp") or leftover_states(path / TRAIN_STATE)
-    hint = f"; a complete state was left at {left[-1]} (pass it to --resume)" if left else ""
-    raise MinwaError(f"nothing to resume at {path}: no training state there{hint}")
 
 
 def _finite_or_none(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def _metric_step(line: str) -> float:
-    try:
-        return float(json.loads(line).get("step", 0))
-    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
-        return math.inf  # a line the kill cut short: dropped
-
-
 def train(cfg: TrainConfig, progress: bool = False) -> RunResult:
     """Build everything from ``cfg``, train, validate, save; the plain call behind ``minwa train``."""
-    from minwa.parallel import failure_guard
-
     trainer = Trainer(cfg, progress=progress)
     try:
         with failure_guard(trainer.dims):
             return trainer.fit()
     finally:
         trainer.close()
-        from minwa.parallel import shutdown
 
         if trainer.dims.world_size > 1:
             shutdown()

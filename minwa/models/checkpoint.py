@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from minwa.errors import MinwaError
-from minwa.train.sidecar import check_sidecar
+from minwa.models.sidecar import check_sidecar
 from minwa.utils.atomic import atomic_write_bytes, atomic_write_json
 
 FORMAT = "minwa-checkpoint/1"

@@ -1,0 +1,116 @@
+"""Building a run's pieces from their own sub-configs: the runtime (seed, precision), the data's
+geometry and normalisation, and the model (from the registry or a checkpoint to fine-tune).
+
+Each builder takes its section of the config and runtime objects only, so the trainer composes them
+and a benchmark or a notebook can call any one alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+
+from minwa.data import open_dataset
+from minwa.data.config import DataConfig
+from minwa.errors import MinwaError
+from minwa.models import create_model
+from minwa.models.checkpoint import load_checkpoint
+from minwa.models.config import ModelConfig
+from minwa.models.finetune import freeze_for_finetune, reset_head
+from minwa.models.registry import model_accepts
+
+PARAM_DTYPE = {"bf16": torch.float32, "fp32": torch.float32, "fp64": torch.float64}  # bf16 = autocast over fp32
+
+
+# ---------------------------------------------------------------- runtime
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast_for(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------- data
+
+def open_split(path: str, split: str):
+    if not path:
+        raise MinwaError(f"no {split} data given: set --data (or data.{'train' if split == 'train' else 'val'})")
+    return open_dataset(path, split=split)
+
+
+def input_geometry(cfg: DataConfig, dataset) -> tuple[int, int]:
+    """(scale S handed over by the loader, crop C fed to the network)."""
+    h, w = dataset.image(0).shape[:2]
+    scale = cfg.scale or min(h, w)
+    crop = cfg.crop or scale
+    if crop > scale:
+        raise MinwaError(f"crop {crop} is larger than scale {scale}")
+    return scale, crop
+
+
+@torch.no_grad()
+def estimate_mean_std(loader, max_batches: int = 8, dims=None) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std of the training images on the first ``max_batches`` global batches, in 0..1
+    units. Each rank sums its slice and one all-reduce adds the sums, so every rank, and any number of
+    ranks, gets the one-process figures (the sums are exact in float64: integers / 255 squared)."""
+    sums = None
+    for i, batch in enumerate(loader):
+        x = batch.images.to(torch.float64)
+        part = torch.stack([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)),
+                            torch.full((x.shape[1],), x.numel() / x.shape[1], dtype=torch.float64, device=x.device)])
+        sums = part if sums is None else sums + part
+        if i + 1 >= max_batches:
+            break
+    sums = sums.cpu()
+    if dims is not None:
+        sums = dims.all_reduce_sum(sums)
+    s, s2, n = sums / torch.tensor([255.0, 255.0**2, 1.0], dtype=torch.float64)[:, None]
+    mean = s / n
+    std = (s2 / n - mean * mean).clamp_min(1e-12).sqrt()
+    return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
+
+
+# ---------------------------------------------------------------- model
+
+def model_kwargs(cfg: ModelConfig, crop: int) -> dict:
+    """The config's constructor kwargs, plus ``img_size`` = crop for FC-headed models that size their head by it."""
+    kwargs = dict(cfg.kwargs)
+    if "img_size" not in kwargs and model_accepts(cfg.name, "img_size"):
+        kwargs["img_size"] = crop
+    return kwargs
+
+
+def build_model(cfg: ModelConfig, num_classes: int, in_chans: int, device, dtype, crop: int = 0, *,
+                init: str = "", finetune: str = "all"):
+    """Create from the registry, or from the checkpoint ``init`` (fine-tuning) with a new head when the
+    classes differ; ``finetune`` (fc | head) freezes the rest. ``(model, trainable params or None, init meta)``."""
+
+    init_meta = None
+    if init:
+        model, init_meta = load_checkpoint(init, "cpu")
+        if init_meta.get("in_chans", 3) != in_chans:
+            raise MinwaError(f"--init checkpoint takes {init_meta.get('in_chans')} channels, the data have {in_chans}")
+        if init_meta["num_classes"] != num_classes:
+
+            reset_head(model, num_classes)
+        model.train()
+    else:
+        model = create_model(cfg.name, num_classes=num_classes, in_chans=in_chans,
+                             **model_kwargs(cfg, crop))
+    model = model.to(device=device, dtype=dtype)
+    if cfg.channels_last and device.type in ("cpu", "cuda"):
+        model = model.to(memory_format=torch.channels_last)
+    trainable = None
+    if init and finetune != "all":
+
+        trainable = freeze_for_finetune(model, finetune)
+    return model, trainable, init_meta
