@@ -187,3 +187,24 @@ def test_a_run_folder_in_use_is_refused(data, tmp_path):
         first.kill()
         first.wait()
     r = _train(data, out, "--resume", str(out))  # the killed holder's lock is stale: taken over
+
+
+def test_a_damaged_state_is_refused_before_it_is_read(data, straight, tmp_path):
+    """A shard of the state flipped, cut short or gone after the save: one sentence, nothing loaded."""
+    out = tmp_path / "run"
+    shutil.copytree(straight, out, ignore=shutil.ignore_patterns(".minwa.lock"))
+    current = out / "train_state" / json.loads((out / "train_state" / "LATEST").read_text())["current"]
+    shard = sorted(current.glob("*.safetensors"))[0]
+    raw = bytearray(shard.read_bytes())
+    for damage, words in [(lambda b: b[:len(b) // 2] + bytes([b[len(b) // 2] ^ 0x40]) + b[len(b) // 2 + 1:],
+                           "does not match the checksum"),
+                          (lambda b: b[:30], "30 bytes"), (None, "is missing")]:
+        if damage is None:
+            shard.unlink()
+        else:
+            shard.write_bytes(bytes(damage(raw)))
+        r = _train(data, out, "--resume", str(out), "--epochs", "5", check=False)
+        assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    (current / "minwa.json").write_text('{"format": "minwa-dcp/1"}')
+    r = _train(data, out, "--resume", str(out), "--epochs", "5", check=False)
+    assert r.returncode == 2 and "minwa.json is damaged" in r.stderr and "Traceback" not in r.stderr

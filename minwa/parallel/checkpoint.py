@@ -21,6 +21,7 @@ previous complete state current. Multi-node runs need PATH on a filesystem all n
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -153,6 +154,30 @@ def _fsync_tree(folder: Path) -> None:
     fsync_dir(folder)
 
 
+def _file_digests(folder: Path) -> dict:
+    """Size and SHA-256 of every tensor file of a state (all ranks' shards), recorded in its JSON so that
+    a shard damaged or cut short after the save is refused before DCP reads it."""
+    out = {}
+    for p in sorted(folder.glob("*.safetensors")):
+        with open(p, "rb") as f:
+            out[p.name] = {"size": p.stat().st_size, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+    return out
+
+
+def _check_files(folder: Path, files: dict) -> None:
+    for name, want in files.items():
+        p = folder / name
+        if not p.is_file():
+            raise MinwaError(f"training state {folder} is incomplete: its shard {name} is missing")
+        if p.stat().st_size != want["size"]:
+            raise MinwaError(f"training state {folder} is damaged: its shard {name} has {p.stat().st_size:,} bytes, "
+                             f"{want['size']:,} were saved")
+        with open(p, "rb") as f:
+            if hashlib.file_digest(f, "sha256").hexdigest() != want["sha256"]:
+                raise MinwaError(f"training state {folder} is damaged: its shard {name} does not match the "
+                                 f"checksum saved with it")
+
+
 def _state_folder(path: Path) -> Path | None:
     """The complete state a ``path`` holds: the one ``LATEST`` names, or ``path`` itself when it is one
     state folder (``minwa.json`` inside). None where there is none."""
@@ -216,7 +241,7 @@ def save_distributed(path, model: nn.Module, optimizer=None, extra: dict | None 
         meta = {"format": FORMAT, "world_size": world, "keys": sorted(tensors),
                 "shapes": {k: list(v.shape) for k, v in tensors.items()},  # global shapes (DTensor .shape)
                 "other": _json_safe(other, "the optimizer's param groups"),
-                "extra": _json_safe(extra or {}, "extra"), "rng": _rng_state()}
+                "extra": _json_safe(extra or {}, "extra"), "rng": _rng_state(), "files": _file_digests(folder)}
         atomic_write_json(folder / META, meta)
         _fsync_tree(folder)
         atomic_write_json(path / LATEST, {"format": FORMAT, "current": name})  # the switch
@@ -275,6 +300,7 @@ def load_distributed(path, model: nn.Module, optimizer=None, restore_rng: bool =
 
     meta = read_meta(path)
     path = Path(meta["folder"])
+    _check_files(path, meta.get("files", {}))  # states saved before checksums existed have none
     saved = set(meta["keys"])
     model_sd, optim_sd = _state_dicts(model, optimizer)
     tensors: dict = {}
