@@ -8,17 +8,7 @@ from torch import nn
 
 from minwa.errors import MinwaError
 from minwa.models import count_parameters, create_model, list_models
-
-# Small real (non-meta) configurations of the big models: same depth and layer kinds, narrow and small input.
-SMALL = {
-    "deepimage16": dict(widths=(4, 4, 8, 8, 8), fc=(16, 16), img_size=32),
-    "deepimage19": dict(widths=(4, 4, 8, 8, 8), fc=(16, 16), img_size=32),
-    "deepimage-scaling": dict(widths=(4, 4, 8, 8, 8), fc=(16, 16), img_size=32),
-    "alexnet": dict(fc=(16, 16), img_size=67),
-    "inception-bn": dict(width=0.125, img_size=32),
-    "resnet18": dict(img_size=32),
-    "resnet50": dict(img_size=32),
-}
+from model_fixtures import SMALL
 
 
 def n_params(model):

@@ -1,6 +1,7 @@
-"""Every registered model: pinned to what it was before the one-base refactor (state-dict names and shapes,
-parameter counts, initial weights, outputs, constructor options), so existing checkpoints and configs
-keep loading and runs keep their numbers.
+"""Every registered model keeps the one model contract (:class:`minwa.models.base.ModelBase`) and is
+pinned to what it was before the one-base refactor: state-dict names and shapes, parameter counts,
+initial weights, outputs, constructor options, so existing checkpoints and configs keep loading and runs
+keep their numbers. A newly registered model is picked up by every test here.
 
 The pins were measured on the code before the refactor. Regenerate them (``python
 tests/test_models_contract.py`` prints the table) only for a change that means to alter a model.
@@ -15,7 +16,10 @@ import pytest
 import torch
 from torch import nn
 
+from minwa.evaluate.dense import DenseModel, DenseProbs
 from minwa.models import create_model, list_models
+from minwa.models.base import ModelBase
+from minwa.models.layers import FCHead
 from minwa.models.registry import _constructor
 from model_fixtures import small_in_chans, small_model
 
@@ -56,7 +60,7 @@ def measure(name: str) -> dict:
     }
 
 
-# measured on the code before the refactor (commit 06c8ee9)
+# measured on the code before the refactor (main at d97bfda)
 PINNED = {
     'alexnet': dict(state='ff79b96331b79cb1', params=60965224, small_params=2338583,
                     weights='a9d3498796fdbc9d', options='4ca7c61fc943d67a',
@@ -126,6 +130,90 @@ def test_model_unchanged(name):
     assert got["linear"] == want["linear"]
     assert got["weights"] == want["weights"], f"{name}'s initial weights changed (construction or init order)"
     assert got["out"] == pytest.approx(want["out"], rel=1e-6, abs=1e-15)
+
+
+# ---------------------------------------------------------------- the contract, for every model
+
+def _small64(name: str, num_classes: int = 7) -> ModelBase:
+    torch.manual_seed(0)
+    return small_model(name, num_classes, dtype=torch.float64).eval()
+
+
+def _images(model: ModelBase, n: int = 2, scale: int = 0) -> torch.Tensor:
+    s = scale or model.default_scale
+    return torch.randn(n, model.in_chans, s, s, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_owns_its_sizes_and_forward(name):
+    m = _small64(name)
+    assert isinstance(m, ModelBase)
+    assert (m.num_classes, m.in_chans) == (7, small_in_chans(name)) and m.default_scale >= 1
+    x = _images(m)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), m.forward_head(m.forward_features(x)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_fc_layers_are_every_linear_layer_in_order(name):
+    """fine-tuning, the hybrid split and dense testing read these: every Linear layer, forward order."""
+    m = create_model(name, 1000, 3, device="meta")
+    named = m.named_fc_layers()
+    assert tuple(n for n, _ in named) == PINNED[name]["linear"]
+    assert [layer for _, layer in named] == m.fc_layers()
+    assert all(isinstance(layer, nn.Linear) for layer in m.fc_layers())
+    for a, b in zip(m.fc_layers(), m.fc_layers()[1:]):
+        assert a.out_features == b.in_features
+    assert m.classifier() is m.fc_layers()[-1] and m.classifier().out_features == 1000
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_reset_head_gives_a_new_classifier_and_keeps_the_rest(name):
+    m = _small64(name)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    old = m.classifier()
+    assert m.reset_head(3) is m
+    new = m.classifier()
+    assert new is not old and (new.in_features, new.out_features) == (old.in_features, 3) and m.num_classes == 3
+    assert new.weight.dtype == torch.float64
+    with torch.no_grad():
+        assert m(_images(m)).shape == (2, 3)
+    classifier = m.fc_names[-1]
+    after = m.state_dict()
+    assert list(after) == list(before)  # the same checkpoint keys
+    for k, v in before.items():
+        if not k.startswith(classifier + "."):
+            assert torch.equal(v, after[k]), k
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_dense_evaluation_path(name):
+    """FC heads: converted, equal to the model on its crop, a score map on a larger image. Pooled heads:
+    the model itself on any size."""
+    m = _small64(name)
+    x, big = _images(m), _images(m, scale=2 * m.default_scale)
+    with torch.no_grad():
+        if m.fc_head() is None:
+            torch.testing.assert_close(DenseProbs(m)(big), torch.softmax(m(big), 1).float())
+            return
+        assert isinstance(m.fc_head(), FCHead)
+        torch.testing.assert_close(DenseModel(m)(x)[:, :, 0, 0], m(x), rtol=0, atol=1e-10)
+        smap = DenseModel(m)(big)
+        probs = DenseProbs(m)(big)
+    assert smap.shape[:2] == (2, 7) and smap.shape[-1] > 1
+    torch.testing.assert_close(probs.sum(1), torch.ones(2))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_grad_checkpointing_leaves_outputs_alone(name):
+    m = _small64(name)
+    x = _images(m)
+    with torch.no_grad():
+        ref = m(x)
+    m.set_grad_checkpointing(True)
+    out = m(x)
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), ref, rtol=0, atol=0)
 
 
 if __name__ == "__main__":  # print the table to paste into PINNED

@@ -196,8 +196,8 @@ def _worker(argv: list[str]) -> None:
         kwargs["img_size"] = a.img_size
     torch.manual_seed(0)
     model = create_model(a.model, **kwargs)
-    size = a.img_size or int(getattr(model, "default_scale", 224))
-    chans = a.in_chans or int(getattr(model, "in_chans", 3))
+    size = a.img_size or model.default_scale
+    chans = a.in_chans or model.in_chans
     bf16 = a.precision == "bf16"
     model = parallelize(model, dims, cfg, param_dtype=torch.bfloat16 if bf16 else None)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

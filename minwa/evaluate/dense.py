@@ -1,13 +1,14 @@
 """Dense testing (OverFeat; seeds/001 §5.1): the FC layers as convolutions, the class-score map averaged.
 
-An FC head (``nn.Sequential`` starting with ``nn.Flatten``, then Linear / ReLU / Dropout layers — the
-shape of :class:`minwa.models.layers.FCHead`) becomes: FC1 → an h×w convolution over the C×h×w
-feature map it was trained on, every later Linear → a 1×1 convolution. The converted network runs on a
-whole image of any size ≥ the training crop and yields one score vector per window position; the
-softmax of each position is averaged into the image's class posterior. On a C×C input the map is 1×1
-and the scores equal the original network's (tests pin this). Models whose head already pools
-globally (ResNet, Inception-BN, fashion-net) need no conversion: they are run on the whole image.
-The converted layers share storage with the original weights (views, no copy).
+A model's FC head (:meth:`minwa.models.base.ModelBase.fc_head`: an :class:`minwa.models.layers.FCHead`,
+``Flatten`` then Linear / ReLU / Dropout layers) becomes: FC1 → an h×w convolution over the C×h×w feature
+map it was trained on, every later Linear → a 1×1 convolution. The converted network runs on a whole
+image of any size ≥ the training crop and yields one score vector per window position; the softmax of
+each position is averaged into the image's class posterior. On a C×C input the map is 1×1 and the scores
+equal the original network's (tests pin this). Models whose head already pools globally (ResNet,
+Inception-BN, fashion-net; ``fc_head()`` is None), and callables that are no minwa model, need no
+conversion: they are run on the whole image. The converted layers share storage with the original
+weights (views, no copy).
 """
 
 from __future__ import annotations
@@ -16,24 +17,15 @@ import torch
 from torch import nn
 
 from minwa.errors import MinwaError
+from minwa.models.base import ModelBase
+from minwa.models.layers import FCHead
 
 _ELEMENTWISE = (nn.ReLU, nn.Dropout, nn.Identity, nn.GELU, nn.SiLU, nn.LeakyReLU)
 
 
-def has_fc_head(model: nn.Module) -> bool:
-    head = getattr(model, "head", None)
-    return isinstance(head, nn.Sequential) and len(head) > 0 and isinstance(head[0], nn.Flatten)
-
-
-def _fc_input_shape(model: nn.Module) -> tuple[int, int, int]:
-    shape = getattr(model.head, "in_shape", None) or getattr(model, "fc_input_shape", None)
-    if shape is not None:
-        return tuple(int(s) for s in shape)
-    p = next(model.parameters())  # probe: the feature map at the model's native size
-    s = int(getattr(model, "default_scale", 224))
-    with torch.no_grad():
-        feats = model.forward_features(torch.zeros(1, int(getattr(model, "in_chans", 3)), s, s, device=p.device, dtype=p.dtype))
-    return tuple(feats.shape[1:])
+def fc_head(model: nn.Module) -> FCHead | None:
+    """The head to convert, or None where the model runs on the whole image as it is."""
+    return model.fc_head() if isinstance(model, ModelBase) else None
 
 
 def _linear_as_conv(lin: nn.Linear, c: int, h: int, w: int) -> nn.Conv2d:
@@ -46,11 +38,12 @@ def _linear_as_conv(lin: nn.Linear, c: int, h: int, w: int) -> nn.Conv2d:
 
 def convert_head(model: nn.Module) -> nn.Sequential:
     """The model's FC head as a stack of convolutions (weights shared with the Linear layers)."""
-    if not has_fc_head(model):
+    head = fc_head(model)
+    if head is None:
         raise MinwaError(f"model {type(model).__name__} has no Flatten→Linear head to convert for dense testing")
-    c, h, w = _fc_input_shape(model)
+    c, h, w = head.in_shape
     layers, first = [], True
-    for m in list(model.head)[1:]:
+    for m in list(head)[1:]:
         if isinstance(m, nn.Linear):
             if first:
                 if m.in_features != c * h * w:
@@ -69,11 +62,11 @@ def convert_head(model: nn.Module) -> nn.Sequential:
 class DenseModel(nn.Module):
     """Fully convolutional view of a model: ``forward(x)`` → class-score map (N, K, H', W')."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: ModelBase):
         super().__init__()
         self.model = model
         self.conv_head = convert_head(model)
-        self.min_size = _fc_input_shape(model)[1:]
+        self.min_size = model.fc_head().in_shape[1:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.model.forward_features(x)
@@ -92,7 +85,7 @@ class DenseProbs(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.dense = DenseModel(model) if has_fc_head(model) else None
+        self.dense = DenseModel(model) if fc_head(model) is not None else None
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

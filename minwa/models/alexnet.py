@@ -10,11 +10,11 @@ PyTorch divides α by n, hence ``alpha=5e-4`` below.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from minwa.models.layers import FCHead, ModelBase, init_weights, run_stages
-from minwa.models.registry import register
+from minwa.models.base import FCHeadNet
+from minwa.models.layers import FCHead, init_weights
+from minwa.models.registry import register_variant
 
 
 def _lrn():
@@ -25,16 +25,19 @@ def _conv(ci, co, k, stride=1, padding=0, groups=1, inplace=True, device=None, d
     return [nn.Conv2d(ci, co, k, stride, padding, groups=groups, device=device, dtype=dtype), nn.ReLU(inplace=inplace)]
 
 
-class AlexNet(ModelBase):
-    def __init__(self, num_classes=1000, in_chans=3, *, widths=(96, 256, 384, 384, 256), fc=(4096, 4096),
-                 groups=2, img_size=224, stem=(11, 4, 2), dropout=0.5, inplace=True, checkpointing=False,
+_PAPER_WIDTHS, _PAPER_STEM = (96, 256, 384, 384, 256), (11, 4, 2)
+
+
+class AlexNet(FCHeadNet):
+    """``stem`` = (kernel, stride, padding) of conv1; ``widths`` the five convolutions' filters."""
+
+    def __init__(self, num_classes=1000, in_chans=3, *, widths=_PAPER_WIDTHS, fc=(4096, 4096),
+                 groups=2, img_size=224, stem=_PAPER_STEM, dropout=0.5, inplace=True, checkpointing=False,
                  device=None, dtype=None):
-        super().__init__()
+        super().__init__(num_classes, in_chans, img_size, checkpointing)
         w1, w2, w3, w4, w5 = widths
         k1, s1, p1 = stem
         kw = dict(inplace=inplace, device=device, dtype=dtype)
-        self.num_classes, self.in_chans, self.default_scale = num_classes, in_chans, int(img_size)
-        self.grad_checkpointing = bool(checkpointing)
         self.features = nn.Sequential(
             nn.Sequential(*_conv(in_chans, w1, k1, s1, p1, **kw), _lrn(), nn.MaxPool2d(3, 2)),
             nn.Sequential(*_conv(w1, w2, 5, 1, 2, groups, **kw), _lrn(), nn.MaxPool2d(3, 2)),
@@ -51,25 +54,9 @@ class AlexNet(ModelBase):
                            device=device, dtype=dtype)
         init_weights(self, linear_std=0.005)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return run_stages(self.features, x, self.grad_checkpointing)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
-
-
-@register("alexnet")
-def alexnet(num_classes=1000, in_chans=3, fc=(4096, 4096), groups=2, img_size=224, dropout=0.5, inplace=True,
-            checkpointing=False, device=None, dtype=None):
-    """224×224 → 55 → 27 → 13 → 6: FC1 reads 256×6×6."""
-    return AlexNet(num_classes, in_chans, fc=tuple(fc), groups=groups, img_size=img_size, dropout=dropout,
-                   inplace=inplace, checkpointing=checkpointing, device=device, dtype=dtype)
-
-
-@register("alexnet-tiny")
-def alexnet_tiny(num_classes=10, in_chans=1, widths=(32, 64, 96, 96, 64), fc=(256, 256), groups=2, img_size=28,
-                 dropout=0.5, inplace=True, checkpointing=False, device=None, dtype=None):
-    """The same five-conv/LRN/overlapping-pool shape for 28×28 inputs (5×5 stride-1 stem): 28 → 13 → 6 → 2."""
-    return AlexNet(num_classes, in_chans, widths=tuple(widths), fc=tuple(fc), groups=groups, img_size=img_size,
-                   stem=(5, 1, 2), dropout=dropout, inplace=inplace, checkpointing=checkpointing,
-                   device=device, dtype=dtype)
+register_variant("alexnet", AlexNet, "224×224 → 55 → 27 → 13 → 6: FC1 reads 256×6×6.",
+                 fixed=dict(widths=_PAPER_WIDTHS, stem=_PAPER_STEM))
+register_variant("alexnet-tiny", AlexNet, "The same five-conv/LRN/overlapping-pool shape for 28×28 inputs "
+                 "(5×5 stride-1 stem): 28 → 13 → 6 → 2.", fixed=dict(stem=(5, 1, 2)),
+                 widths=(32, 64, 96, 96, 64), fc=(256, 256), img_size=28, num_classes=10, in_chans=1)

@@ -18,24 +18,29 @@ The paper varies filters up to 1024 and FC neurons up to 8192: pass ``widths=`` 
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from minwa.models.layers import FCHead, ModelBase, conv_unit, init_weights, run_stages
-from minwa.models.registry import register
+from minwa.models.base import FCHeadNet
+from minwa.models.layers import FCHead, conv_unit, init_weights
+from minwa.models.registry import register_variant
+
+_TABLE2_WIDTHS = (64, 128, 256, 512, 512)
 
 
-class DeepImageNet(ModelBase):
-    def __init__(self, depths, widths, fc=(6144, 6144), num_classes=1000, in_chans=3, *, img_size=224,
-                 batchnorm=False, dropout=0.5, inplace=True, checkpointing=False, device=None, dtype=None):
-        super().__init__()
+class DeepImageNet(FCHeadNet):
+    """``depths``: convolutions per stage (one count for every stage, or one per stage); ``widths``:
+    filters per stage; ``fc``: the two hidden FC sizes."""
+
+    def __init__(self, depths, widths=_TABLE2_WIDTHS, fc=(6144, 6144), num_classes=1000, in_chans=3, *,
+                 img_size=224, batchnorm=False, dropout=0.5, inplace=True, checkpointing=False, device=None,
+                 dtype=None):
+        super().__init__(num_classes, in_chans, img_size, checkpointing)
+        depths = (depths,) * len(widths) if isinstance(depths, int) else depths
         if len(depths) != len(widths):
             raise ValueError(f"depths {tuple(depths)} and widths {tuple(widths)} differ in length")
         feat = img_size // 2 ** len(depths)
         if feat < 1:
             raise ValueError(f"img_size {img_size} is too small for {len(depths)} pooling stages")
-        self.num_classes, self.in_chans, self.default_scale = num_classes, in_chans, int(img_size)
-        self.grad_checkpointing = bool(checkpointing)
         stages, ci = [], in_chans
         for depth, co in zip(depths, widths):
             layers = []
@@ -50,47 +55,13 @@ class DeepImageNet(ModelBase):
                            device=device, dtype=dtype)
         init_weights(self)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return run_stages(self.features, x, self.grad_checkpointing)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
-
-
-_TABLE2_WIDTHS = (64, 128, 256, 512, 512)
-
-
-@register("deepimage16")
-def deepimage16(num_classes=1000, in_chans=3, widths=_TABLE2_WIDTHS, fc=(6144, 6144), img_size=224,
-                batchnorm=False, dropout=0.5, inplace=True, checkpointing=False, device=None, dtype=None):
-    """Table 2: 13 conv + 3 FC, 212.7M weights at 1,000 classes."""
-    return DeepImageNet((2, 2, 3, 3, 3), tuple(widths), tuple(fc), num_classes, in_chans, img_size=img_size,
-                        batchnorm=batchnorm, dropout=dropout, inplace=inplace, checkpointing=checkpointing,
-                        device=device, dtype=dtype)
-
-
-@register("deepimage19")
-def deepimage19(num_classes=1000, in_chans=3, widths=_TABLE2_WIDTHS, fc=(6144, 6144), img_size=224,
-                batchnorm=False, dropout=0.5, inplace=True, checkpointing=False, device=None, dtype=None):
-    """Figure 8b: 16 conv + 3 FC (four convs in each of the last three stages)."""
-    return DeepImageNet((2, 2, 4, 4, 4), tuple(widths), tuple(fc), num_classes, in_chans, img_size=img_size,
-                        batchnorm=batchnorm, dropout=dropout, inplace=inplace, checkpointing=checkpointing,
-                        device=device, dtype=dtype)
-
-
-@register("deepimage-scaling")
-def deepimage_scaling(num_classes=1000, in_chans=3, widths=_TABLE2_WIDTHS, fc=(4096, 4096), img_size=224,
-                      batchnorm=False, dropout=0.5, inplace=True, checkpointing=False, device=None, dtype=None):
-    """§3.3: 8 conv + 3 FC + 1,000-way softmax (the network of the scaling experiments)."""
-    return DeepImageNet((1, 1, 2, 2, 2), tuple(widths), tuple(fc), num_classes, in_chans, img_size=img_size,
-                        batchnorm=batchnorm, dropout=dropout, inplace=inplace, checkpointing=checkpointing,
-                        device=device, dtype=dtype)
-
-
-@register("deepimage-tiny")
-def deepimage_tiny(num_classes=10, in_chans=1, widths=(16, 32, 64), fc=(128, 128), img_size=28,
-                   batchnorm=False, dropout=0.5, inplace=True, checkpointing=False, device=None, dtype=None):
-    """3 conv + 3 FC: the family's shape at CPU-test size (28×28 grayscale → 3×3×64 → 128 → 128 → K)."""
-    return DeepImageNet((1,) * len(widths), tuple(widths), tuple(fc), num_classes, in_chans, img_size=img_size,
-                        batchnorm=batchnorm, dropout=dropout, inplace=inplace, checkpointing=checkpointing,
-                        device=device, dtype=dtype)
+register_variant("deepimage16", DeepImageNet, "Table 2: 13 conv + 3 FC, 212.7M weights at 1,000 classes.",
+                 fixed=dict(depths=(2, 2, 3, 3, 3)))
+register_variant("deepimage19", DeepImageNet, "Figure 8b: 16 conv + 3 FC (four convs in each of the last three "
+                 "stages).", fixed=dict(depths=(2, 2, 4, 4, 4)))
+register_variant("deepimage-scaling", DeepImageNet, "§3.3: 8 conv + 3 FC + 1,000-way softmax (the scaling "
+                 "experiments).", fixed=dict(depths=(1, 1, 2, 2, 2)), fc=(4096, 4096))
+register_variant("deepimage-tiny", DeepImageNet, "3 conv + 3 FC: the family's shape at CPU-test size (28×28 "
+                 "grayscale → 3×3×64 → 128 → 128 → K).", fixed=dict(depths=1), widths=(16, 32, 64), fc=(128, 128),
+                 img_size=28, num_classes=10, in_chans=1)

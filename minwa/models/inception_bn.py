@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from minwa.models.layers import ModelBase, init_weights, run_stages
-from minwa.models.registry import register
+from minwa.models.base import ModelBase
+from minwa.models.layers import init_weights, run_stages
+from minwa.models.registry import register_variant
 
 
 class ConvBN(nn.Sequential):
@@ -83,12 +84,14 @@ def _w(n, width):
 
 
 class InceptionBN(ModelBase):
+    """``blocks``: (kind, filter counts) per inception block; ``stem``: ``imagenet`` or ``small``."""
+
+    fc_names = ("fc",)
+
     def __init__(self, blocks, num_classes=1000, in_chans=3, *, stem="imagenet", width=1.0, img_size=224,
                  dropout=0.0, inplace=True, checkpointing=False, device=None, dtype=None):
-        super().__init__()
+        super().__init__(num_classes, in_chans, img_size, checkpointing)
         kw = dict(inplace=inplace, device=device, dtype=dtype)
-        self.num_classes, self.in_chans, self.default_scale = num_classes, in_chans, int(img_size)
-        self.grad_checkpointing = bool(checkpointing)
         if stem == "imagenet":  # 224 → 112 → 56 → 56 → 28
             c1, c2r, c2 = _w(64, width), _w(64, width), _w(192, width)
             self.stem = nn.Sequential(ConvBN(in_chans, c1, 7, 2, 3, **kw), nn.MaxPool2d(3, 2, 1),
@@ -116,17 +119,8 @@ class InceptionBN(ModelBase):
         return self.fc(self.drop(torch.flatten(self.pool(feats), 1)))
 
 
-@register("inception-bn")
-def inception_bn(num_classes=1000, in_chans=3, width=1.0, img_size=224, dropout=0.0, inplace=True,
-                 checkpointing=False, device=None, dtype=None):
-    """MXNet's Inception-BN: 10 inception blocks, global average pooling, one FC layer."""
-    return InceptionBN(_FULL, num_classes, in_chans, width=width, img_size=img_size, dropout=dropout,
-                       inplace=inplace, checkpointing=checkpointing, device=device, dtype=dtype)
-
-
-@register("inception-bn-tiny")
-def inception_bn_tiny(num_classes=10, in_chans=1, width=1.0, img_size=28, dropout=0.0, inplace=True,
-                      checkpointing=False, device=None, dtype=None):
-    """Five blocks (A, B, A, B, A) after a 3×3 stem: 28 → 14 → 7, for CPU machines and tests."""
-    return InceptionBN(_TINY, num_classes, in_chans, stem="small", width=width, img_size=img_size,
-                       dropout=dropout, inplace=inplace, checkpointing=checkpointing, device=device, dtype=dtype)
+register_variant("inception-bn", InceptionBN, "MXNet's Inception-BN: 10 inception blocks, global average pooling, "
+                 "one FC layer.", fixed=dict(blocks=_FULL, stem="imagenet"))
+register_variant("inception-bn-tiny", InceptionBN, "Five blocks (A, B, A, B, A) after a 3×3 stem: 28 → 14 → 7, "
+                 "for CPU machines and tests.", fixed=dict(blocks=_TINY, stem="small"), img_size=28,
+                 num_classes=10, in_chans=1)

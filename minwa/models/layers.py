@@ -1,9 +1,9 @@
 """Building blocks shared by the model families: conv units, the three-layer FC head, checkpointed stages.
 
 The FC head is an ``nn.Sequential`` of ``Flatten → fc1 → ReLU → Dropout → fc2 → ReLU → Dropout → fc3``
-with fixed child names, because two other stages address it by name: ``minwa.evaluate.dense`` turns the
-Linear layers into convolutions (OverFeat) using ``head.in_shape``, and ``minwa.parallel`` splits
-``head.fc1`` / ``head.fc2`` across ranks. ``fc3`` is the softmax layer that fine-tuning replaces.
+with fixed child names: they are checkpoint keys (``head.fc1.weight``), the models name them as their FC
+layers (:class:`minwa.models.base.FCHeadNet`), and ``minwa.evaluate.dense`` turns the Linear layers into
+convolutions (OverFeat) using ``in_shape``. ``fc3`` is the softmax layer that fine-tuning replaces.
 """
 
 from __future__ import annotations
@@ -72,25 +72,3 @@ def init_weights(model: nn.Module, linear_std: float = 0.01) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-class ModelBase(nn.Module):
-    """What every minwa model shares: ``forward = forward_head ∘ forward_features``, checkpointing switch.
-
-    Subclasses set ``default_scale`` (the native C×C input), ``num_classes``, ``in_chans`` and
-    implement ``forward_features`` / ``forward_head``.
-    """
-
-    default_scale = 224
-    grad_checkpointing = False
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """timm's switch: recompute each stage's activations in backward (less memory, ~30% more compute)."""
-        self.grad_checkpointing = bool(enable)
-
-    def fc_layers(self) -> list[nn.Linear]:
-        """The fully connected layers in order (the last one is the softmax layer)."""
-        return [m for m in self.modules() if isinstance(m, nn.Linear)]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))

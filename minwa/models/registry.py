@@ -1,9 +1,11 @@
-"""Model registry: ``@register("name")`` on a constructor, ``create_model(name, num_classes, **kw)``.
+"""Model registry: ``@register("name")`` on a constructor, or ``register_variant`` for one member of a
+family; ``create_model(name, num_classes, **kw)``.
 
 Constructors take ``num_classes``, ``in_chans`` and their own keyword knobs, plus ``device``/``dtype``
-so a 212M-parameter model can be built on the meta device. Every model is a plain single-device
-``nn.Module`` exposing ``forward_features`` and ``forward_head`` (timm's convention); parallelism is
-applied from outside by ``minwa.parallel``.
+so a 212M-parameter model can be built on the meta device. A constructor's signature is its list of
+options: ``create_model`` and the config checks refuse other keywords and check each value against its
+default. Every model is a :class:`minwa.models.base.ModelBase` (one contract for fine-tuning, the hybrid
+FC split and dense testing); parallelism is applied from outside by ``minwa.parallel``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,26 @@ def register(name: str):
         return fn
 
     return deco
+
+
+def register_variant(name: str, build: Callable, doc: str, *, fixed: dict | None = None, **defaults) -> Callable:
+    """Register ``name`` as ``build`` (a family's one constructor) with ``fixed`` arguments bound — its
+    structure, not options — and its other defaults replaced by ``defaults``, as timm's ``_create_vgg``
+    serves every VGG. The entry's signature, its options, is derived from ``build``'s, not written again."""
+    fixed = dict(fixed or {})
+    params = inspect.signature(build).parameters
+    unknown = sorted((set(fixed) | set(defaults)) - set(params))
+    if unknown:
+        raise TypeError(f"{build.__name__} has no argument {', '.join(unknown)}")
+    options = [p.replace(kind=p.KEYWORD_ONLY, default=defaults.get(n, p.default))
+               for n, p in params.items() if n not in fixed]
+
+    def create(**kwargs):
+        return build(**fixed, **{**defaults, **kwargs})
+
+    create.__signature__ = inspect.Signature(options)
+    create.__name__, create.__doc__ = name, doc
+    return register(name)(create)
 
 
 def list_models() -> list[str]:

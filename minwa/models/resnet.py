@@ -11,8 +11,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from minwa.models.layers import ModelBase, init_weights, run_stages
-from minwa.models.registry import register
+from minwa.models.base import ModelBase
+from minwa.models.layers import init_weights, run_stages
+from minwa.models.registry import register_variant
+
+_IMAGENET_WIDTHS = (64, 128, 256, 512)
+_TORCHVISION = dict(widths=_IMAGENET_WIDTHS, stem="imagenet")  # what the ImageNet members fix
 
 
 def _bn(c, device, dtype):
@@ -68,12 +72,15 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(ModelBase):
-    def __init__(self, block, layers, num_classes=1000, in_chans=3, *, widths=(64, 128, 256, 512),
-                 stem="imagenet", img_size=224, zero_init_residual=False, inplace=True, checkpointing=False,
-                 device=None, dtype=None):
-        super().__init__()
-        self.num_classes, self.in_chans, self.default_scale = num_classes, in_chans, int(img_size)
-        self.grad_checkpointing = bool(checkpointing)
+    """``layers``: blocks per stage (one count for every stage, or one per stage); ``widths``: planes per
+    stage; ``stem``: ``imagenet`` (7×7/2 conv + max-pool) or ``small`` (3×3/1 conv)."""
+
+    fc_names = ("fc",)
+
+    def __init__(self, block, layers, num_classes=1000, in_chans=3, *, widths=_IMAGENET_WIDTHS, stem="imagenet",
+                 img_size=224, zero_init_residual=False, inplace=True, checkpointing=False, device=None, dtype=None):
+        super().__init__(num_classes, in_chans, img_size, checkpointing)
+        layers = (layers,) * len(widths) if isinstance(layers, int) else layers
         c0 = widths[0]
         if stem == "imagenet":  # 7×7/2 conv + 3×3/2 max-pool: 224 → 56
             self.conv1 = nn.Conv2d(in_chans, c0, 7, 2, 3, bias=False, device=device, dtype=dtype)
@@ -115,28 +122,10 @@ class ResNet(ModelBase):
         return self.fc(torch.flatten(self.avgpool(feats), 1))
 
 
-@register("resnet50")
-def resnet50(num_classes=1000, in_chans=3, img_size=224, zero_init_residual=False, inplace=True,
-             checkpointing=False, device=None, dtype=None):
-    """torchvision's ResNet-50: bottleneck blocks [3, 4, 6, 3], 25.6M parameters at 1,000 classes."""
-    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_chans, img_size=img_size,
-                  zero_init_residual=zero_init_residual, inplace=inplace, checkpointing=checkpointing,
-                  device=device, dtype=dtype)
-
-
-@register("resnet18")
-def resnet18(num_classes=1000, in_chans=3, img_size=224, zero_init_residual=False, inplace=True,
-             checkpointing=False, device=None, dtype=None):
-    """torchvision's ResNet-18: basic blocks [2, 2, 2, 2], 11.7M parameters."""
-    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_chans, img_size=img_size,
-                  zero_init_residual=zero_init_residual, inplace=inplace, checkpointing=checkpointing,
-                  device=device, dtype=dtype)
-
-
-@register("resnet-tiny")
-def resnet_tiny(num_classes=10, in_chans=1, widths=(16, 32, 64), img_size=28, zero_init_residual=False,
-                inplace=True, checkpointing=False, device=None, dtype=None):
-    """Three basic-block stages (one block each) after a 3×3 stem: 28 → 28 → 14 → 7, for CPU tests."""
-    return ResNet(BasicBlock, (1,) * len(widths), num_classes, in_chans, widths=tuple(widths), stem="small",
-                  img_size=img_size, zero_init_residual=zero_init_residual, inplace=inplace,
-                  checkpointing=checkpointing, device=device, dtype=dtype)
+register_variant("resnet50", ResNet, "torchvision's ResNet-50: bottleneck blocks [3, 4, 6, 3], 25.6M parameters.",
+                 fixed=dict(block=Bottleneck, layers=(3, 4, 6, 3), **_TORCHVISION))
+register_variant("resnet18", ResNet, "torchvision's ResNet-18: basic blocks [2, 2, 2, 2], 11.7M parameters.",
+                 fixed=dict(block=BasicBlock, layers=(2, 2, 2, 2), **_TORCHVISION))
+register_variant("resnet-tiny", ResNet, "Three basic-block stages (one block each) after a 3×3 stem: "
+                 "28 → 28 → 14 → 7, for CPU tests.", fixed=dict(block=BasicBlock, layers=1, stem="small"),
+                 widths=(16, 32, 64), img_size=28, num_classes=10, in_chans=1)
