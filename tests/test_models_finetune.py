@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from minwa.errors import MinwaError
-from minwa.models import create_model, freeze_for_finetune, reset_head
+from minwa.models import create_model, freeze_for_finetune
 
 
 def _snapshot(model):
@@ -32,7 +32,7 @@ def _train_steps(model, params, steps=3, seed=0, classes=5):
 def test_frozen_weights_unchanged_bit_for_bit(name, mode):
     torch.manual_seed(0)
     model = create_model(name, 10, 1)
-    reset_head(model, 5)
+    model.reset_head(5)
     trainable = freeze_for_finetune(model, mode)
     fcs = [m for m in model.modules() if isinstance(m, nn.Linear)]
     expect_layers = fcs[-3:] if mode == "fc" else fcs[-1:]
@@ -76,12 +76,12 @@ def test_reset_head_new_classes():
     for name in ("deepimage-tiny", "fashion-net", "resnet-tiny"):
         model = create_model(name, 10, 1)
         old_fc = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-        reset_head(model, 5)
+        model.reset_head(5)
         new_fc = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
         assert new_fc is not old_fc and new_fc.out_features == 5 and new_fc.in_features == old_fc.in_features
         assert model.eval()(torch.randn(2, 1, 28, 28)).shape == (2, 5)
     meta = create_model("deepimage16", 1000, device="meta")
-    reset_head(meta, 200)  # the paper's CUB-200 fine-tuning, free on the meta device
+    meta.reset_head(200)  # the paper's CUB-200 fine-tuning, free on the meta device
     assert meta.head.fc3.out_features == 200 and meta.num_classes == 200
 
 

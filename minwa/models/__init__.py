@@ -6,7 +6,7 @@ VGG-style nets), ``alexnet`` / ``alexnet-tiny``, ``inception-bn`` / ``inception-
 :mod:`minwa.models.finetune`.
 """
 
-from minwa.models.finetune import freeze_for_finetune, reset_head
+from minwa.models.finetune import freeze_for_finetune
 from minwa.models.registry import count_parameters, create_model, list_models, register
 
-__all__ = ["count_parameters", "create_model", "freeze_for_finetune", "list_models", "register", "reset_head"]
+__all__ = ["count_parameters", "create_model", "freeze_for_finetune", "list_models", "register"]

@@ -18,11 +18,6 @@ from minwa.models.base import ModelBase
 MODES = ("all", "fc", "head")
 
 
-def reset_head(model: ModelBase, num_classes: int) -> ModelBase:
-    """``model.reset_head(num_classes)``: a fresh ``num_classes``-way softmax layer (minwa.train calls it here)."""
-    return model.reset_head(num_classes)
-
-
 def _hold_eval(module, args):
     module.training = False
 

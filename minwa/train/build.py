@@ -19,7 +19,7 @@ from minwa.errors import MinwaError
 from minwa.models import create_model
 from minwa.models.checkpoint import load_checkpoint
 from minwa.models.config import ModelConfig
-from minwa.models.finetune import freeze_for_finetune, reset_head
+from minwa.models.finetune import freeze_for_finetune
 from minwa.models.registry import model_accepts
 
 PARAM_DTYPE = {"bf16": torch.float32, "fp32": torch.float32, "fp64": torch.float64}  # bf16 = autocast over fp32
@@ -101,7 +101,7 @@ def build_model(cfg: ModelConfig, num_classes: int, in_chans: int, device, dtype
             raise MinwaError(f"--init checkpoint takes {init_meta.get('in_chans')} channels, the data have {in_chans}")
         if init_meta["num_classes"] != num_classes:
 
-            reset_head(model, num_classes)
+            model.reset_head(num_classes)
         model.train()
     else:
         model = create_model(cfg.name, num_classes=num_classes, in_chans=in_chans,
