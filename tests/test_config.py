@@ -1,6 +1,8 @@
-"""Configuration: recipes, files, overrides, errors, and the frozen CLI surface."""
+"""Configuration: recipes, files, overrides, errors, the frozen CLI surface, and light config modules."""
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -97,3 +99,18 @@ def test_shipped_config_files_load():
     for f in files:
         cfg = config_io.load(get_recipe("fashion"), f)
         assert cfg.out.startswith("runs/")
+
+
+# minwa/models/__init__.py still imports minwa.models.finetune (torch) eagerly: it is being edited in another
+# branch, and its exports go through minwa.utils.lazy there. strict: this fails once that lands; remove the mark.
+@pytest.mark.xfail(strict=True, reason="minwa/models/__init__.py imports torch eagerly (minwa.models.finetune)")
+def test_config_modules_import_nothing_heavy():
+    """Reading a configuration (every command does, before any work) does not import torch or numpy; a
+    lazily exported name keeps its value when a submodule of the same name is imported first."""
+    code = ("import minwa.train.config, minwa.evaluate.config, minwa.data.config, minwa.augment.config, "
+            "minwa.models.config, minwa.parallel.config, minwa.config, minwa.train.recipes; import sys; "
+            "heavy = sorted(m for m in ('torch', 'numpy') if m in sys.modules); assert not heavy, heavy; "
+            "import minwa.parallel.parallelize; from minwa.parallel import parallelize; "
+            "assert callable(parallelize) and parallelize.__module__ == 'minwa.parallel.parallelize'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -2,18 +2,25 @@
 
 ``Augmenter(cfg, out_size, mean, std)`` (train: ``aug(images_uint8, indices, epoch, seed)``, eval:
 ``aug.eval(images_uint8)``), ``apply_preset(cfg)``, ``table1_counts(cfg, scale, crop)`` and the PCA
-lighting helpers. See docs/ARCHITECTURE.md, "Augmentation".
+lighting helpers. See docs/ARCHITECTURE.md, "Augmentation". Names are imported on first use, so that
+reading ``AugmentConfig`` does not pull in torch.
 """
 
-from minwa.augment.config import AugmentConfig
-from minwa.augment.counts import table1_counts
-from minwa.augment.engine import Augmenter
-from minwa.augment.params import AugmentParams, identity_params, sample_params
-from minwa.augment.pca import PCA_FILENAME, compute_pca_lighting, imagenet_pca, load_pca, save_pca
-from minwa.augment.presets import PRESETS, apply_preset, preset_config
+from minwa.utils.lazy import lazy_package
 
-__all__ = [
-    "AugmentConfig", "AugmentParams", "Augmenter", "PCA_FILENAME", "PRESETS", "apply_preset",
-    "compute_pca_lighting", "identity_params", "imagenet_pca", "load_pca", "preset_config", "sample_params",
-    "save_pca", "table1_counts",
-]
+__all__ = lazy_package(__name__, {
+    "AugmentConfig": "minwa.augment.config",
+    "table1_counts": "minwa.augment.counts",
+    "Augmenter": "minwa.augment.engine",
+    "AugmentParams": "minwa.augment.params",
+    "identity_params": "minwa.augment.params",
+    "sample_params": "minwa.augment.params",
+    "PCA_FILENAME": "minwa.augment.pca",
+    "compute_pca_lighting": "minwa.augment.pca",
+    "imagenet_pca": "minwa.augment.pca",
+    "load_pca": "minwa.augment.pca",
+    "save_pca": "minwa.augment.pca",
+    "PRESETS": "minwa.augment.presets",
+    "apply_preset": "minwa.augment.presets",
+    "preset_config": "minwa.augment.presets",
+})

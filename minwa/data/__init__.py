@@ -2,18 +2,25 @@
 
 ``open_dataset`` reads any source (shards, Fashion-MNIST IDX, ImageFolder, ``.lst``); ``pack`` writes
 WebDataset-layout shards with an index and a manifest; ``verify`` re-checks them; ``build_loader`` yields
-rank-partitioned, seeded, resumable ``Batch``es from a decoded cache or a multi-process stream.
+rank-partitioned, seeded, resumable ``Batch``es from a decoded cache or a multi-process stream. Names are
+imported on first use, so that reading ``DataConfig`` does not pull in torch or numpy.
 """
 
-from minwa.data.config import DataConfig
-from minwa.data.loader import Batch, Loader, build_loader, decode_all
-from minwa.data.order import epoch_permutation
-from minwa.data.packing import pack
-from minwa.data.shards import ShardDataset
-from minwa.data.sources import IdxDataset, ImageDataset, ImageFolderDataset, ListDataset, open_dataset
-from minwa.data.verification import verify
+from minwa.utils.lazy import lazy_package
 
-__all__ = [
-    "Batch", "DataConfig", "IdxDataset", "ImageDataset", "ImageFolderDataset", "ListDataset", "Loader",
-    "ShardDataset", "build_loader", "decode_all", "epoch_permutation", "open_dataset", "pack", "verify",
-]  # fmt: skip
+__all__ = lazy_package(__name__, {
+    "DataConfig": "minwa.data.config",
+    "Batch": "minwa.data.loader",
+    "Loader": "minwa.data.loader",
+    "build_loader": "minwa.data.loader",
+    "decode_all": "minwa.data.loader",
+    "epoch_permutation": "minwa.data.order",
+    "pack": "minwa.data.packing",
+    "ShardDataset": "minwa.data.shards",
+    "IdxDataset": "minwa.data.sources",
+    "ImageDataset": "minwa.data.sources",
+    "ImageFolderDataset": "minwa.data.sources",
+    "ListDataset": "minwa.data.sources",
+    "open_dataset": "minwa.data.sources",
+    "verify": "minwa.data.verification",
+})

@@ -3,12 +3,12 @@
 ``evaluate(cfg)`` scores checkpoints on a data set (top-1/top-5 error, mean per-class accuracy,
 per-class table, confusion matrix); ``predict(ckpts, images, topk)`` gives class names with
 probabilities. Both average softmax outputs over views and over ensemble members. Names are imported
-lazily so that reading ``EvalConfig`` (every config load does) does not pull in torch.
+on first use, so that reading ``EvalConfig`` does not pull in torch.
 """
 
-import importlib
+from minwa.utils.lazy import lazy_package
 
-_EXPORTS = {
+__all__ = lazy_package(__name__, {
     "EvalConfig": "minwa.evaluate.config",
     "DenseModel": "minwa.evaluate.dense",
     "to_dense": "minwa.evaluate.dense",
@@ -20,11 +20,4 @@ _EXPORTS = {
     "EvalReport": "minwa.evaluate.report",
     "print_report": "minwa.evaluate.report",
     "write_outputs": "minwa.evaluate.report",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'minwa.evaluate' has no attribute {name!r}")
+})

@@ -2,34 +2,25 @@
 
 - :func:`init_distributed` -> :class:`ParallelDims` (rank, world size, device, strategy, meshes);
 - :func:`parallelize` applies the strategy (``fsdp``, ``butterfly``, ``hybrid``, ``none``);
+- :func:`full_state_dict`: the whole, unsharded weights on every rank;
 - :func:`save_distributed` / :func:`load_distributed`: DCP checkpoints that reshard N -> M ranks;
 - :func:`failure_guard`: a failed rank stops the job with its name instead of a hang;
 - :func:`shutdown`: leave the process group (and end a torchrun worker cleanly).
+
+Names are imported on first use, so that reading ``ParallelConfig`` does not pull in torch.
 """
 
-from minwa.parallel.config import ParallelConfig
-from minwa.parallel.dims import ParallelDims, init_distributed, shutdown
-from minwa.parallel.parallelize import parallelize
-from minwa.parallel.watchdog import failure_guard
+from minwa.utils.lazy import lazy_package
 
-__all__ = ["ParallelConfig", "ParallelDims", "init_distributed", "parallelize", "shutdown", "failure_guard",
-           "full_state_dict", "save_distributed", "load_distributed", "is_distributed_checkpoint"]
-
-
-def full_state_dict(model, dims=None) -> dict:
-    """The whole, unsharded state dict on CPU with single-device names, on every rank (a collective when
-    distributed: every rank must call it). Works for fsdp, butterfly (DDP) and hybrid (DTensor FC)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-    from torch.distributed.tensor import DTensor
-
-    model = getattr(model, "_orig_mod", model)
-    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
-    return {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().cpu() for k, v in sd.items()}
-
-
-def __getattr__(name):  # checkpoint helpers import torch.distributed.checkpoint only when used
-    if name in ("save_distributed", "load_distributed", "is_distributed_checkpoint"):
-        from minwa.parallel import checkpoint
-
-        return getattr(checkpoint, name)
-    raise AttributeError(name)
+__all__ = lazy_package(__name__, {
+    "full_state_dict": "minwa.parallel.checkpoint",
+    "is_distributed_checkpoint": "minwa.parallel.checkpoint",
+    "load_distributed": "minwa.parallel.checkpoint",
+    "save_distributed": "minwa.parallel.checkpoint",
+    "ParallelConfig": "minwa.parallel.config",
+    "ParallelDims": "minwa.parallel.dims",
+    "init_distributed": "minwa.parallel.dims",
+    "shutdown": "minwa.parallel.dims",
+    "parallelize": "minwa.parallel.parallelize",
+    "failure_guard": "minwa.parallel.watchdog",
+})

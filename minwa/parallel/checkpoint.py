@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
 from torch.distributed.tensor import DTensor
 
 from minwa.errors import MinwaError
@@ -99,13 +100,17 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _state_dicts(model: nn.Module, optimizer) -> tuple[dict, dict]:
-    from torch.distributed.checkpoint.state_dict import get_state_dict
-
     if optimizer is None:
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
         return get_model_state_dict(model), {}
     return get_state_dict(model, optimizer)
+
+
+def full_state_dict(model, dims=None) -> dict:
+    """The whole, unsharded state dict on CPU with single-device names, on every rank (a collective when
+    distributed: every rank must call it). Works for fsdp, butterfly (DDP) and hybrid (DTensor FC)."""
+    model = getattr(model, "_orig_mod", model)
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    return {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().cpu() for k, v in sd.items()}
 
 
 def _json_safe(obj, where: str):

@@ -11,7 +11,7 @@ from minwa.models import config as model_config
 from minwa.models.config import ModelConfig
 from minwa.parallel import config as parallel_config
 from minwa.parallel.config import ParallelConfig
-from minwa.utils.device import check_device
+from minwa.utils.device_names import check_device
 
 
 PRECISIONS = ("bf16", "fp32", "fp64")  # bf16 = autocast over fp32 weights

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from minwa.errors import MinwaError
-
-DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-
-
-def check_device(device: str, option: str = "device") -> str:
-    """``device`` if it is one minwa runs on (auto | cpu | cuda | cuda:N | mps), else a one-line error."""
-    if device and not DEVICES.fullmatch(device):
-        raise MinwaError(f"{option} must be auto, cpu, cuda, cuda:N or mps, not '{device}'")
-    return device
+from minwa.utils.device_names import check_device
 
 
 def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
