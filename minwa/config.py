@@ -43,8 +43,10 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         return from_dict(typ, value, prefix=where)
     if origin in (list, tuple):
         (inner, *_) = typing.get_args(typ) or (Any,)
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # "a,b" or "[a, b]" from the command line
+            text = value.strip()
+            text = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+            value = [v.strip() for v in text.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise MinwaError(f"config value {where} must be a list, got {value!r}")
         items = [_coerce(v, inner, where) for v in value]
@@ -121,19 +123,27 @@ def merge(cfg, data: dict, prefix: str = ""):
     return dataclasses.replace(cfg, **changes)
 
 
-def parse_overrides(items: list[str] | None) -> dict:
-    """``["optim.lr=0.1", "data.batch_size=512"]`` -> nested dict of strings."""
+def nest(pairs) -> dict:
+    """``[("optim.lr", 0.1), ("out", "runs/x")]`` -> ``{"optim": {"lr": 0.1}, "out": "runs/x"}``."""
     out: dict = {}
-    for item in items or []:
-        if "=" not in item:
-            raise MinwaError(f"override '{item}' must look like key.sub=value")
-        key, value = item.split("=", 1)
+    for key, value in pairs:
         node = out
         *parents, leaf = key.strip().split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = value.strip()
+        node[leaf] = value
     return out
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``["optim.lr=0.1", "data.batch_size=512"]`` -> nested dict of strings."""
+    pairs = []
+    for item in items or []:
+        if "=" not in item:
+            raise MinwaError(f"override '{item}' must look like key.sub=value")
+        key, value = item.split("=", 1)
+        pairs.append((key, value.strip()))
+    return nest(pairs)
 
 
 def read_file(path) -> dict:
@@ -164,11 +174,15 @@ def read_file(path) -> dict:
     return data
 
 
-def load(base, path=None, overrides: list[str] | None = None):
-    """``base`` (a recipe's config) updated by the file at ``path`` and then by ``overrides``."""
+def load(base, path=None, overrides: list[str] | None = None, flags: dict | None = None):
+    """``base`` (a recipe's config) updated by the file at ``path``, then by ``flags`` (a command's
+    shorthand options as ``{"a.b": value}``; None = not given), then by ``overrides`` (``--set``)."""
     cfg = base
     if path:
         cfg = merge(cfg, read_file(path))
+    given = [(key, value) for key, value in (flags or {}).items() if value is not None]
+    if given:
+        cfg = merge(cfg, nest(given))
     if overrides:
         cfg = merge(cfg, parse_overrides(overrides))
     return cfg

@@ -12,6 +12,7 @@ import torch
 from minwa.augment import (AugmentConfig, Augmenter, compute_pca_lighting, identity_params, load_pca,
                            preset_config, save_pca, table1_counts)
 from minwa.augment import cpu_kernel, geometry
+from minwa.augment.config import FILLS
 from minwa.augment.preview import resize_short_side
 
 skdata = pytest.importorskip("skimage.data")
@@ -76,7 +77,7 @@ def test_identity_warp_through_grid_sample_is_the_crop(photo):
     x = photo.expand(2, -1, -1, -1).contiguous()
     p = identity_params(2, (320, 320), 224)
     p.oy = torch.tensor([5, 90])
-    for fill in geometry.FILLS:
+    for fill in FILLS:
         y = geometry.warp(x, p, 224, fill, geometry.margin_for(preset_config("deepimage", fill=fill), 224))
         for n in range(2):
             oy, ox = int(p.oy[n]), int(p.ox[n])
@@ -169,7 +170,7 @@ def test_same_key_same_output_across_batch_sizes_and_orders(photo, backend):
 
 
 @pytest.mark.skipif(not cpu_kernel.available(), reason="numba not installed")
-@pytest.mark.parametrize("fill", geometry.FILLS)
+@pytest.mark.parametrize("fill", FILLS)
 def test_fused_cpu_kernel_agrees_with_the_pytorch_path(photo, fill):
     cfg = preset_config("deepimage", fill=fill, translate=40 if fill != "surround" else 0, pca_lighting=0.1,
                         p_rotation=0.8, p_lens=0.8)

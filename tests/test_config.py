@@ -7,8 +7,13 @@ import sys
 import pytest
 
 from minwa import config as config_io
+from minwa.augment import Augmenter
+from minwa.augment.config import AugmentConfig
 from minwa.cli import build_parser, main
 from minwa.errors import MinwaError
+from minwa.evaluate.config import EvalConfig
+from minwa.parallel import ParallelConfig, init_distributed
+from minwa.parallel import config as parallel_config
 from minwa.train.config import TrainConfig
 from minwa.train.recipes import RECIPES, get_recipe
 
@@ -63,9 +68,15 @@ def test_cli_surface_is_frozen():
     sub = next(a for a in parser._actions if a.dest == "command")
     assert sorted(sub.choices) == sorted(["pack", "verify", "train", "eval", "predict", "demo", "augment-preview",
                                           "bench", "models"])
-    train_flags = sorted(o for a in sub.choices["train"]._actions for o in a.option_strings if o.startswith("--"))
-    assert train_flags == sorted(["--help", "--recipe", "--config", "--data", "--val", "--out", "--epochs", "--model",
-                                  "--init", "--finetune", "--resume", "--overwrite", "--set", "--print-config", "--quiet"])
+
+    def flags(command):
+        return sorted(o for a in sub.choices[command]._actions for o in a.option_strings if o.startswith("--"))
+
+    assert flags("train") == sorted(["--help", "--recipe", "--config", "--data", "--val", "--out", "--epochs", "--model",
+                                     "--init", "--finetune", "--resume", "--overwrite", "--set", "--print-config",
+                                     "--quiet"])
+    assert flags("eval") == sorted(["--help", "--config", "--set", "--print-config", "--ckpt", "--data", "--out",
+                                    "--json"])
 
 
 def test_cli_errors_are_one_line(capsys, tmp_path):
@@ -83,6 +94,10 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     ("optim.lr=-1", "optim.lr must be positive"),
     ("optim.momentum=1.5", "momentum"),
     ("finetune=some", "finetune must be all, fc or head"),
+    ("augment.fill=mirror", "augment.fill must be one of surround, reflect, border, zeros, got 'mirror'"),
+    ("augment.preset=vgg", "unknown augmentation preset 'vgg'"),
+    ("augment.p_lens=1.5", "augment.p_lens is a probability in [0, 1], got 1.5"),
+    ("parallel.timeout_s=0", "parallel.timeout_s must be a positive, finite number of seconds, got 0.0"),
 ])
 def test_impossible_settings_are_refused_before_any_work(override, words, capsys, tmp_path):
     assert main(["train", "--quiet", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "none"),
@@ -99,6 +114,52 @@ def test_shipped_config_files_load():
     for f in files:
         cfg = config_io.load(get_recipe("fashion"), f)
         assert cfg.out.startswith("runs/")
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip()
+
+
+@pytest.mark.parametrize("override, words", [
+    ("scales=[224,0]", "scales must be positive, got [224, 0]"),
+    ("batch_size=0", "batch_size must be at least 1, got 0"),
+    ("topk=0", "topk must be at least 1, got 0"),
+    ("limit=-1", "limit must not be negative (0 = all images), got -1"),
+    ("precision=fp16", "precision must be fp32 or bf16, not 'fp16'"),
+    ("device=gpu", "device must be auto, cpu, cuda, cuda:N or mps, not 'gpu'"),
+    ("scales=[224,x]", "config value scales must be an integer, got 'x'"),
+    ("flips=true", "unknown config key 'flips'"),
+])
+def test_eval_settings_are_refused_before_checkpoints_or_data(override, words, capsys, tmp_path):
+    """Neither the checkpoint nor the data exist: the configuration's sentence comes first."""
+    code, _, err = run_cli(capsys, "eval", "--ckpt", tmp_path / "none", "--data", tmp_path / "none",
+                           "--out", tmp_path / "report", "--set", override)
+    assert code == 2 and err.startswith(f"error: {words}") and "\n" not in err, err
+    assert not (tmp_path / "report").exists()
+
+
+def test_eval_config_file_flags_and_set_in_order(capsys, tmp_path):
+    """File, then the shorthand flags, then --set; --print-config round-trips through --config."""
+    (tmp_path / "e.yaml").write_text("ckpts: [a.safetensors]\ndata: test\nscales: [28, 56]\nflip: true\n")
+    code, out, _ = run_cli(capsys, "eval", "--config", tmp_path / "e.yaml", "--ckpt", "b", "--ckpt", "c",
+                           "--json", "--set", "data=val", "--set", "topk=2", "--print-config")
+    assert code == 0
+    (tmp_path / "e.toml").write_text(out)
+    cfg = config_io.load(EvalConfig(), tmp_path / "e.toml")
+    assert cfg == EvalConfig(ckpts=["b", "c"], data="val", scales=[28, 56], flip=True, json=True, topk=2)
+
+
+def test_builders_use_their_configs_check():
+    """Augmenter and init_distributed refuse what augment.config.check and parallel.config.check refuse."""
+    with pytest.raises(MinwaError, match="augment.fill must be one of"):
+        Augmenter(AugmentConfig(fill="mirror"), 8)
+    with pytest.raises(MinwaError, match="parallel.timeout_s must be a positive, finite"):
+        init_distributed(ParallelConfig(timeout_s=-1.0), device="cpu")
+    with pytest.raises(MinwaError, match="parallel.timeout_s must be a positive, finite"):
+        parallel_config.check(ParallelConfig(timeout_s=float("inf")))
 
 
 # minwa/models/__init__.py still imports minwa.models.finetune (torch) eagerly: it is being edited in another

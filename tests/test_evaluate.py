@@ -273,7 +273,8 @@ def test_eval_command_json_and_outputs(trained, fashion_dir, tmp_path, capsys):
 
     out = tmp_path / "report"
     rc = _run_command(eval_cmd, ["--ckpt", str(trained), "--ckpt", str(trained), "--data", str(fashion_dir),
-                                 "--scales", "28,56", "--flip", "--dense", "--limit", "200", "--json", "--out", str(out)])
+                                 "--set", "scales=[28,56]", "--set", "flip=true", "--set", "dense=true",
+                                 "--set", "limit=200", "--json", "--out", str(out)])
     assert rc == 0
     data = json.loads(capsys.readouterr().out)
     assert data["images"] == 200 and len(data["confusion"]) == 10
@@ -281,8 +282,8 @@ def test_eval_command_json_and_outputs(trained, fashion_dir, tmp_path, capsys):
     assert json.loads((out / "eval.json").read_text())["top1_error"] == data["top1_error"]
     with Image.open(out / "confusion.png") as im:
         assert im.size[0] > 200
-    with pytest.raises(SystemExit):
-        _run_command(eval_cmd, ["--ckpt", str(trained), "--scales", "28,x"])
+    with pytest.raises(MinwaError, match="config value scales must be an integer, got 'x'"):
+        _run_command(eval_cmd, ["--ckpt", str(trained), "--set", "scales=28,x"])
 
 
 def test_predict_on_image_files(trained, fashion_dir, tmp_path, capsys):

@@ -93,7 +93,7 @@ def test_a_flipped_bit_in_the_weights_is_refused_by_eval_predict_and_init(copy_c
     before, after = flip_exponent_bit(c.with_suffix(".safetensors"))
     assert abs(before) < 1 and abs(after) > 1e30  # e.g. -0.027 -> -9.2e36: still a valid file
     damaged = f"checkpoint {c.with_suffix('.safetensors')} is damaged: its weights do not match the checksum in its sidecar"
-    for argv in (["eval", "--ckpt", c, "--data", idx, "--limit", "64"],
+    for argv in (["eval", "--ckpt", c, "--data", idx, "--set", "limit=64"],
                  ["predict", "--ckpt", c, shoe],
                  ["train", "--quiet", "--init", c, "--data", idx, "--out", tmp_path / "ft", "--epochs", "1",
                   "--set", "data.val="]):

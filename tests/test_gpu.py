@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from minwa.augment import Augmenter, geometry, preset_config
+from minwa.augment import Augmenter, preset_config
+from minwa.augment.config import FILLS
 from minwa.augment.preview import resize_short_side
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -40,7 +41,7 @@ def test_augmentation_parameters_are_the_same_on_cpu_and_cuda(photos):
             torch.testing.assert_close(vb.cpu(), va, rtol=1e-5, atol=1e-5, msg=f.name)
 
 
-@pytest.mark.parametrize("fill", geometry.FILLS)
+@pytest.mark.parametrize("fill", FILLS)
 def test_augmentation_on_cuda_agrees_with_the_cpu(photos, fill):
     """Same (seed, epoch, index) on both devices: the same images within float tolerance."""
     cfg = preset_config("deepimage", fill=fill, translate=40 if fill != "surround" else 0, pca_lighting=0.1,

@@ -10,6 +10,7 @@ from minwa.utils.lazy import lazy_package
 
 __all__ = lazy_package(__name__, {
     "AugmentConfig": "minwa.augment.config",
+    "PRESETS": "minwa.augment.config",
     "table1_counts": "minwa.augment.counts",
     "Augmenter": "minwa.augment.engine",
     "AugmentParams": "minwa.augment.params",
@@ -20,7 +21,6 @@ __all__ = lazy_package(__name__, {
     "imagenet_pca": "minwa.augment.pca",
     "load_pca": "minwa.augment.pca",
     "save_pca": "minwa.augment.pca",
-    "PRESETS": "minwa.augment.presets",
     "apply_preset": "minwa.augment.presets",
     "preset_config": "minwa.augment.presets",
 })

@@ -3,9 +3,14 @@
 Each transform has a switch and its ranges; the defaults of the ranges reproduce Table 1 of Deep Image
 (see ``minwa.augment.counts``). A transform that is switched on is applied to a sample with its own
 probability ``p_*``; "the number of possible changes" counts only the non-identity outcomes.
+``check(cfg)`` is the one place these settings are validated (before any data is read).
 """
 
 from dataclasses import dataclass
+
+from minwa.errors import check_rules
+
+FILLS = ("surround", "reflect", "border", "zeros")
 
 
 @dataclass
@@ -34,3 +39,37 @@ class AugmentConfig:
     fill: str = "reflect"  # area outside the crop reached by rotation/distortion/translation: surround | reflect | border | zeros
     erase: float = 0.0  # probability of random erasing (cutout) of one rectangle per image
     erase_max: float = 0.4  # largest erased side, as a fraction of the output side
+
+
+# Named recipes (``preset``): the fields each fills; resolved by ``minwa.augment.presets.apply_preset``.
+PRESETS: dict[str, dict] = {
+    "none": {},
+    # Deep Image Table 1: colour cast, vignetting, lens distortion, rotation, flip, crop; corners of the
+    # rotated / distorted crop reflected from the crop itself ("all augmentations act on the crop")
+    "deepimage": dict(flip=True, random_crop=True, color_cast=True, cast_range=20, vignette=True, lens=True,
+                      rotation=10, fill="reflect"),
+    # AlexNet: translations (random crops, e.g. 224 of 256) and reflections, plus PCA lighting (sigma 0.1)
+    "alexnet": dict(flip=True, random_crop=True, pca_lighting=0.1),
+    # Fashion-MNIST 28x28 grey: flip + +-2 px pad-and-crop translation on the black background
+    "fashion": dict(flip=True, translate=2, fill="zeros"),
+}
+
+
+def check(cfg: AugmentConfig) -> AugmentConfig:
+    """Reject impossible augmentation settings, each in one sentence, before any data is read (presets only
+    set valid values, so the unresolved config is checked)."""
+    probabilities = {"p_vignette": cfg.p_vignette, "p_lens": cfg.p_lens, "p_rotation": cfg.p_rotation,
+                     "erase": cfg.erase}
+    levels = {"vignette_strengths": cfg.vignette_strengths, "vignette_radii": cfg.vignette_radii,
+              "lens_degrees": cfg.lens_degrees}
+    check_rules([
+        (cfg.preset in PRESETS, f"unknown augmentation preset '{cfg.preset}' (known: {', '.join(PRESETS)})"),
+        (cfg.fill in FILLS, f"augment.fill must be one of {', '.join(FILLS)}, got '{cfg.fill}'"),
+        (min(cfg.translate, cfg.rotation, cfg.cast_range) >= 0,
+         "augment.translate, augment.rotation and augment.cast_range must not be negative"),
+        *((0 <= p <= 1, f"augment.{k} is a probability in [0, 1], got {p}") for k, p in probabilities.items()),
+        *((n >= 1, f"augment.{k} must be at least 1, got {n}") for k, n in levels.items()),
+        (cfg.pca_lighting >= 0, f"augment.pca_lighting must not be negative, got {cfg.pca_lighting}"),
+        (0 < cfg.erase_max <= 1, f"augment.erase_max is a fraction in (0, 1], got {cfg.erase_max}"),
+    ])
+    return cfg

@@ -50,10 +50,8 @@ class Augmenter:
         self.out = int(out_size)
         self.mean, self.std = mean, std
         c = self.cfg
-        if c.fill not in geometry.FILLS:
-            raise MinwaError(f"augment.fill must be one of {', '.join(geometry.FILLS)}, got '{c.fill}'")
-        if self.out < 1 or c.translate < 0 or c.rotation < 0 or c.cast_range < 0:
-            raise MinwaError("augment sizes, translate, rotation and cast_range must not be negative")
+        if self.out < 1:  # the settings themselves were checked by apply_preset (augment.config.check)
+            raise MinwaError(f"the augmentation output size must be positive, got {self.out}")
         if c.pca_lighting > 0 and pca is None:
             pca = load_pca(c.pca_file) if c.pca_file else None
         self.pca = pca

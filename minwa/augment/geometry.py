@@ -25,8 +25,6 @@ import torch
 import torch.nn.functional as F
 
 from minwa.augment.params import AugmentParams
-
-FILLS = ("surround", "reflect", "border", "zeros")
 _PADDING = {"surround": "border", "reflect": "reflection", "border": "border", "zeros": "zeros"}
 
 

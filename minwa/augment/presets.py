@@ -9,26 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from minwa.augment.config import AugmentConfig
-from minwa.errors import MinwaError
-
-PRESETS: dict[str, dict] = {
-    "none": {},
-    # Deep Image Table 1: colour cast, vignetting, lens distortion, rotation, flip, crop; corners of the
-    # rotated / distorted crop reflected from the crop itself ("all augmentations act on the crop")
-    "deepimage": dict(flip=True, random_crop=True, color_cast=True, cast_range=20, vignette=True, lens=True,
-                      rotation=10, fill="reflect"),
-    # AlexNet: translations (random crops, e.g. 224 of 256) and reflections, plus PCA lighting (sigma 0.1)
-    "alexnet": dict(flip=True, random_crop=True, pca_lighting=0.1),
-    # Fashion-MNIST 28x28 grey: flip + +-2 px pad-and-crop translation on the black background
-    "fashion": dict(flip=True, translate=2, fill="zeros"),
-}
+from minwa.augment.config import PRESETS, AugmentConfig, check
 
 
 def apply_preset(cfg: AugmentConfig) -> AugmentConfig:
-    """``cfg`` with its preset's fields filled in (idempotent; fields the user changed are kept)."""
-    if cfg.preset not in PRESETS:
-        raise MinwaError(f"unknown augmentation preset '{cfg.preset}' (known: {', '.join(PRESETS)})")
+    """``cfg``, checked, with its preset's fields filled in (idempotent; fields the user changed are kept)."""
+    check(cfg)
     defaults = AugmentConfig()
     changes = {k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) == getattr(defaults, k)}
     return dataclasses.replace(cfg, **changes)

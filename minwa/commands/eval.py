@@ -1,52 +1,47 @@
 """`minwa eval`: checkpoints (one, or several as an ensemble) scored on a data set at several scales."""
 
-import argparse
 import contextlib
+import json
+
+from minwa import config as config_io
+from minwa.commands.config_args import add_config_arguments
+from minwa.evaluate.config import EvalConfig, check
+from minwa.utils.folder_lock import hold_folder
+from minwa.utils.output import prepare_output_folder
 
 HELP = "evaluate checkpoints: multi-scale, flips, dense testing, ensembles; top-1/top-5 error, per-class table"
-
-
-def scale_list(text: str) -> list[int]:
-    try:
-        scales = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"scales must be whole numbers separated by commas, got '{text}'") from None
-    if not scales or min(scales) < 1:
-        raise argparse.ArgumentTypeError(f"scales must be positive, got '{text}'")
-    return scales
+DESCRIPTION = """Evaluate checkpoints. The settings are the fields of EvalConfig (--print-config lists them):
+a TOML/YAML file (--config), then the shorthands below, then overrides (--set scales=[256,384,512]
+--set flip=true --set dense=true --set limit=1000 ...)."""
 
 
 def add_arguments(p):
-    p.add_argument("--ckpt", action="append", required=True, metavar="PATH",
-                   help="checkpoint (x.safetensors, x.json, or a run folder); repeat for an ensemble")
-    p.add_argument("--data", default="", help="evaluation data (shards, IDX folder, ImageFolder, .lst); default: the checkpoint's val data")
-    p.add_argument("--split", default="", help="split of the data to use (default: the held-out one: IDX test, val folder)")
-    p.add_argument("--scales", type=scale_list, default=[], metavar="S1,S2,...",
-                   help="test scales (shorter side resized to S); default: each model's training scale")
-    p.add_argument("--flip", action="store_true", help="also test the mirrored images (softmax averaged)")
-    p.add_argument("--dense", action="store_true", help="FC layers as convolutions over the whole image, class-score map averaged")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--topk", type=int, default=5, help="k of the top-k error (default 5)")
-    p.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    p.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
-    p.add_argument("--out", default="", help="folder for eval.json and confusion.png")
+    add_config_arguments(p, "scales=[224,256]")
+    p.add_argument("--ckpt", action="append", metavar="PATH",
+                   help="checkpoint (x.safetensors, x.json, or a run folder); repeat for an ensemble (= ckpts)")
+    p.add_argument("--data", metavar="PATH",
+                   help="evaluation data: shards, IDX folder, ImageFolder, .lst "
+                        "(= data; default: the checkpoint's val data)")
+    p.add_argument("--out", metavar="DIR", help="folder for eval.json and confusion.png (= out)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of tables (= json=true)")
+
+
+def resolve_config(args) -> EvalConfig:
+    """EvalConfig's defaults → file → flags → --set, in that order."""
+    flags = {"ckpts": args.ckpt, "data": args.data, "out": args.out, "json": args.json or None}
+    return config_io.load(EvalConfig(), args.config, args.overrides, flags=flags)
 
 
 def run(args) -> int:
-    import json
+    cfg = resolve_config(args)
+    if args.print_config:
+        print(config_io.dump_toml(cfg), end="")
+        return 0
+    check(cfg)  # before the output folder, the checkpoints and the data
+    # torch and numpy are imported only when an evaluation runs (`minwa --help` imports every command)
+    from minwa.evaluate.pipeline import evaluate
+    from minwa.evaluate.report import print_report, write_outputs
 
-    from minwa.evaluate import EvalConfig, evaluate, print_report, write_outputs
-    from minwa.errors import MinwaError
-    from minwa.utils.folder_lock import hold_folder
-    from minwa.utils.output import prepare_output_folder
-
-    if args.batch_size < 1 or args.topk < 1 or args.limit < 0:
-        raise MinwaError("--batch-size and --topk must be positive, --limit not negative")
-    cfg = EvalConfig(data=args.data, ckpts=list(args.ckpt), scales=args.scales, flip=args.flip, dense=args.dense,
-                     batch_size=args.batch_size, topk=args.topk, json=args.json, out=args.out, split=args.split,
-                     limit=args.limit, device=args.device, precision=args.precision)
     if cfg.out:
         prepare_output_folder(cfg.out, "output folder")  # before the data are read
     with hold_folder(cfg.out, "minwa eval") if cfg.out else contextlib.nullcontext():

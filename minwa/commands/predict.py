@@ -1,5 +1,7 @@
 """`minwa predict`: top-k classes of image files, through the eval path (scales, flips, ensembles)."""
 
+import argparse
+
 HELP = "classify image files: top-k class names with probabilities (ensembles, scales, flips)"
 
 
@@ -11,9 +13,18 @@ def add_max_pixels(p):
                    help=f"refuse larger images (default {MAX_PIXELS:,}, Pillow's bomb limit; 0 = no limit)")
 
 
-def add_arguments(p):
-    from minwa.commands.eval import scale_list
+def scale_list(text: str) -> list[int]:
+    """``--scales 224,256`` -> [224, 256]; anything else is a one-line usage error."""
+    try:
+        scales = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scales must be whole numbers separated by commas, got '{text}'") from None
+    if not scales or min(scales) < 1:
+        raise argparse.ArgumentTypeError(f"scales must be positive, got '{text}'")
+    return scales
 
+
+def add_arguments(p):
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     p.add_argument("--ckpt", action="append", required=True, metavar="PATH", help="checkpoint; repeat for an ensemble")
     p.add_argument("--topk", type=int, default=5)

@@ -5,10 +5,14 @@ DESCRIPTION = """Train a model. The configuration is a recipe (--recipe, default
 file (--config), then overrides (--set optim.lr=0.1 --set data.batch_size=512 ...). Launch with
 torchrun for several processes or GPUs; parallel.strategy picks fsdp | butterfly | hybrid."""
 
+from minwa import config as config_io
+from minwa.commands.config_args import add_config_arguments
+from minwa.train.recipes import get_recipe
+
 
 def add_arguments(p):
     p.add_argument("--recipe", default="fashion", help="starting recipe (fashion, deepimage16-256, ...)")
-    p.add_argument("--config", metavar="FILE", help="TOML or YAML file of settings")
+    add_config_arguments(p, "optim.lr=0.05")
     p.add_argument("--data", metavar="PATH", help="training data: shards folder or raw source (= data.train)")
     p.add_argument("--val", metavar="PATH", help="validation data (= data.val)")
     p.add_argument("--out", metavar="DIR", help="run folder (= out)")
@@ -19,29 +23,18 @@ def add_arguments(p):
     p.add_argument("--resume", metavar="DIR", help="resume a run exactly from its saved training state")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run's outputs in --out (= overwrite=true; otherwise refused)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. optim.lr=0.05 (repeatable)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def resolve_config(args):
-    """Recipe → file → flags → --set, in that order."""
-    from minwa import config as config_io
-    from minwa.train.recipes import get_recipe
-
-    cfg = config_io.load(get_recipe(args.recipe), args.config)
+    """Recipe → file → flags → --set, in that order (so an explicit --set overwrite=... beats --overwrite)."""
     flags = {"data.train": args.data, "data.val": args.val, "out": args.out, "epochs": args.epochs,
-             "model.name": args.model, "init": args.init, "finetune": args.finetune, "resume": args.resume}
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(args.overrides)
-    if args.overwrite:
-        overrides.insert(0, "overwrite=true")  # before --set, so that an explicit --set overwrite=... wins
-    return config_io.load(cfg, None, overrides)
+             "model.name": args.model, "init": args.init, "finetune": args.finetune, "resume": args.resume,
+             "overwrite": args.overwrite or None}
+    return config_io.load(get_recipe(args.recipe), args.config, args.overrides, flags=flags)
 
 
 def run(args) -> int:
-    from minwa import config as config_io
-
     cfg = resolve_config(args)
     if args.print_config:
         print(config_io.dump_toml(cfg), end="")

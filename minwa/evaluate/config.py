@@ -1,6 +1,13 @@
-"""Evaluation settings: test scales, flips, dense testing, ensembles."""
+"""Evaluation settings: test scales, flips, dense testing, ensembles; ``check(cfg)`` refuses impossible
+ones in one sentence before any checkpoint or data is read."""
 
 from dataclasses import dataclass, field
+
+from minwa import config as config_io
+from minwa.errors import check_rules
+from minwa.utils.device_names import check_device
+
+PRECISIONS = ("fp32", "bf16")  # bf16 = autocast over the fp32 weights
 
 
 @dataclass
@@ -19,3 +26,17 @@ class EvalConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 (autocast; faster on CPUs with bf16 units and on GPUs)
     channels_last: bool = True
+
+
+def check(cfg: EvalConfig) -> EvalConfig:
+    """Reject impossible evaluation settings, each in one sentence."""
+    config_io.check_finite(cfg)
+    check_device(cfg.device)
+    check_rules([
+        (all(s >= 1 for s in cfg.scales), f"scales must be positive, got {list(cfg.scales)}"),
+        (cfg.batch_size >= 1, f"batch_size must be at least 1, got {cfg.batch_size}"),
+        (cfg.topk >= 1, f"topk must be at least 1, got {cfg.topk}"),
+        (cfg.limit >= 0, f"limit must not be negative (0 = all images), got {cfg.limit}"),
+        (cfg.precision in PRECISIONS, f"precision must be {' or '.join(PRECISIONS)}, not '{cfg.precision}'"),
+    ])
+    return cfg

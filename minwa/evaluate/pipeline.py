@@ -17,7 +17,7 @@ import torch
 
 from minwa.data.decode import MAX_PIXELS, read_image
 from minwa.errors import MinwaError
-from minwa.evaluate.config import EvalConfig
+from minwa.evaluate.config import EvalConfig, check
 from minwa.evaluate.ensemble import (Member, ensemble_probs, load_members, mean_probs, prepare, view_probs)
 from minwa.evaluate.metrics import Accumulator, mean_class_accuracy
 from minwa.evaluate.report import EvalReport, per_class_rows
@@ -91,6 +91,7 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
     ``progress`` shows a progress bar over the batches (on stderr), for long evaluations.
     """
     t0 = time.perf_counter()
+    check(cfg)
     device = resolve_device(cfg.device)
     members = members or load_members(cfg.ckpts, device)
     prepare(members, device, cfg.channels_last)

@@ -1,5 +1,6 @@
 """How the single-device model is spread over ranks (owned by the parallel stage)."""
 
+import math
 from dataclasses import dataclass
 
 from minwa.errors import check_rules
@@ -22,6 +23,8 @@ def check(cfg: ParallelConfig) -> ParallelConfig:
     """Reject impossible layout settings before any data is read (strategy and backend names, and the
     degrees against the world size, are checked by ``ParallelDims`` where the world size is known)."""
     check_rules([
+        (0 < cfg.timeout_s < math.inf, f"parallel.timeout_s must be a positive, finite number of seconds, "
+                                       f"got {cfg.timeout_s}"),
         (cfg.fc_split >= 0, f"parallel.fc_split must not be negative (0 = all ranks), got {cfg.fc_split}"),
         (cfg.bucket_mb > 0, f"parallel.bucket_mb must be positive, got {cfg.bucket_mb}"),
     ])

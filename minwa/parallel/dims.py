@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from minwa.errors import MinwaError
-from minwa.parallel.config import ParallelConfig
+from minwa.parallel.config import ParallelConfig, check
 from minwa.utils.device import resolve_device  # noqa: F401  (re-exported: scaling bench imports it here)
 
 STRATEGIES = ("auto", "none", "fsdp", "butterfly", "hybrid")
@@ -126,6 +126,7 @@ def resolve_strategy(strategy: str, world_size: int) -> str:
 
 def init_distributed(cfg: ParallelConfig, device: str = "auto") -> ParallelDims:
     """Join the process group torchrun set up (or stay a single process) and describe the layout."""
+    check(cfg)
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
@@ -140,8 +141,6 @@ def init_distributed(cfg: ParallelConfig, device: str = "auto") -> ParallelDims:
     if backend == "nccl" and dev.type != "cuda":
         raise MinwaError("parallel.backend=nccl needs CUDA devices; use gloo on CPU")
     dims = ParallelDims(rank, world_size, local_rank, dev, strategy, backend, fc_split)  # validates first
-    if cfg.timeout_s <= 0:
-        raise MinwaError(f"parallel.timeout_s must be positive, got {cfg.timeout_s}")
     if not dist.is_initialized():
         try:
             dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=cfg.timeout_s),

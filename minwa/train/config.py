@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from minwa import config as config_io
+from minwa.augment import config as augment_config
 from minwa.augment.config import AugmentConfig
 from minwa.data import config as data_config
 from minwa.data.config import DataConfig
@@ -67,6 +68,7 @@ def check(cfg: TrainConfig) -> TrainConfig:
     finite, then each section's own rules, then the run's."""
     config_io.check_finite(cfg)
     data_config.check(cfg.data)
+    augment_config.check(cfg.augment)
     parallel_config.check(cfg.parallel)
     if not cfg.init:  # with --init the checkpoint's model is used, not model.*
         model_config.check(cfg.model)
