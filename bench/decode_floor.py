@@ -26,13 +26,13 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import simplejpeg
 import torch
 
+from minwa.benchmarks.cputime import per_item_us
 from minwa.data import decode as dec
 
 C_SOURCE = r"""
@@ -84,16 +84,6 @@ def build_c(tmp: Path):
     return ctypes.CDLL(str(lib)) if r.returncode == 0 else None
 
 
-def best_us(fn, items, passes: int) -> float:
-    best = float("inf")
-    for _ in range(passes):
-        t = time.process_time()
-        for it in items:
-            fn(it)
-        best = min(best, (time.process_time() - t) / len(items))
-    return round(best * 1e6, 1)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("corpus")
@@ -110,17 +100,17 @@ def main():
         items.append((data, h, w, dec.square_box(h, w)))
     out = torch.empty((1, 224, 224, 3), dtype=torch.uint8).permute(0, 3, 1, 2)[0]
     r = {"images": len(items), "mean_kb": round(float(np.mean([len(i[0]) for i in items])) / 1e3, 1)}
-    r["simplejpeg_fast_upsample_us"] = best_us(lambda i: simplejpeg.decode_jpeg(i[0], fastupsample=True), items, a.passes)
-    r["simplejpeg_fastdct_us"] = best_us(lambda i: simplejpeg.decode_jpeg(i[0], fastupsample=True, fastdct=True), items, a.passes)
-    r["simplejpeg_eighth_us"] = best_us(lambda i: simplejpeg.decode_jpeg(i[0], min_factor=8), items, a.passes)
-    r["simplejpeg_five_eighths_us"] = best_us(
+    r["simplejpeg_fast_upsample_us"] = per_item_us(lambda i: simplejpeg.decode_jpeg(i[0], fastupsample=True), items, a.passes)
+    r["simplejpeg_fastdct_us"] = per_item_us(lambda i: simplejpeg.decode_jpeg(i[0], fastupsample=True, fastdct=True), items, a.passes)
+    r["simplejpeg_eighth_us"] = per_item_us(lambda i: simplejpeg.decode_jpeg(i[0], min_factor=8), items, a.passes)
+    r["simplejpeg_five_eighths_us"] = per_item_us(
         lambda i: simplejpeg.decode_jpeg(i[0], fastupsample=True, min_height=-(-i[1] * 5 // 8), min_width=-(-i[2] * 5 // 8)),
         items, a.passes)  # fmt: skip
     decoded = [simplejpeg.decode_jpeg(i[0], fastupsample=True) for i in items[:64]]
-    r["resize_centre_square_to_224_us"] = best_us(lambda im: dec.resize_chw(im, dec.square_box(*im.shape[:2]), 224, 224, out),
+    r["resize_centre_square_to_224_us"] = per_item_us(lambda im: dec.resize_chw(im, dec.square_box(*im.shape[:2]), 224, 224, out),
                                                   decoded, a.passes)
     planes = [torch.from_numpy(np.ascontiguousarray(im[:, :, 0]))[None, None] for im in decoded]
-    r["resize_one_plane_to_224_us"] = best_us(lambda y: dec.resize_chw(y[0].permute(1, 2, 0).numpy(), dec.square_box(*y.shape[-2:]), 224, 224),
+    r["resize_one_plane_to_224_us"] = per_item_us(lambda y: dec.resize_chw(y[0].permute(1, 2, 0).numpy(), dec.square_box(*y.shape[-2:]), 224, 224),
                                               planes, a.passes)  # a Y plane alone: torch has no fast 1-channel path
     # fastdct's effect on what the network sees: the 224x224 result, accurate vs fast IDCT
     diffs = []
@@ -141,9 +131,9 @@ def main():
                 x0, y0, x1, y1 = box
                 assert lib.region_rgb(i[0], ctypes.c_ulong(len(i[0])), x0, y0, x1, y1, ptr(big), ptr(row), 0) == 0
 
-            r["libjpeg_entropy_only_us"] = best_us(lambda i: lib.entropy_only(i[0], ctypes.c_ulong(len(i[0]))), items, a.passes)
-            r["libjpeg_full_rgb_us"] = best_us(lambda i: region(i, (0, 0, i[2], i[1])), items, a.passes)
-            r["libjpeg_centre_square_rgb_us"] = best_us(lambda i: region(i, i[3]), items, a.passes)
+            r["libjpeg_entropy_only_us"] = per_item_us(lambda i: lib.entropy_only(i[0], ctypes.c_ulong(len(i[0]))), items, a.passes)
+            r["libjpeg_full_rgb_us"] = per_item_us(lambda i: region(i, (0, 0, i[2], i[1])), items, a.passes)
+            r["libjpeg_centre_square_rgb_us"] = per_item_us(lambda i: region(i, i[3]), items, a.passes)
             r["libjpeg_version_note"] = "the system libjpeg-turbo that gcc linked (simplejpeg bundles its own)"
     if a.json:
         print(json.dumps(r, indent=2))

@@ -11,23 +11,17 @@ centre square resized to SIZE x SIZE. Median of ``--repeats`` passes; prints one
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from minwa.benchmarks.cputime import per_item_us
 from minwa.data.decode import decode, decode_pil, resize_chw, resize_pil, square_box
 
 
 def per_image_us(fn, items, repeats: int) -> float:
-    runs = []
-    for _ in range(repeats):
-        t = time.process_time()
-        for item in items:
-            fn(item)
-        runs.append((time.process_time() - t) / len(items) * 1e6)
-    return round(statistics.median(runs), 1)
+    return per_item_us(fn, items, repeats, pick=statistics.median)
 
 
 def main():

@@ -8,36 +8,26 @@ holds each batch until it asks for the next. Run: ``python bench/loader_cpu_spli
 
 from __future__ import annotations
 
-import argparse
 import json
-import resource
 import time
 
+from minwa.benchmarks.cputime import usage
+from minwa.benchmarks.loader import script_parser
 from minwa.data import DataConfig, build_loader, open_dataset
 
 
-def _usage():
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"main_cpu": me.ru_utime + me.ru_stime, "workers_cpu": kids.ru_utime + kids.ru_stime,
-            "main_faults": me.ru_minflt, "workers_faults": kids.ru_minflt}
-
-
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("shards")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=2)
+    p = script_parser(__doc__.splitlines()[0], "a folder of minwa shards")
     p.add_argument("--epochs", type=int, default=4)
     a = p.parse_args()
-    ds = open_dataset(a.shards)
+    ds = open_dataset(a.folder)
     cfg = DataConfig(scale=a.size, batch_size=a.batch_size, workers=a.workers, cache="none", seed=0)
     rows = []
     for epoch in range(a.epochs):
-        u0, t0, n = _usage(), time.perf_counter(), 0
+        u0, t0, n = usage(), time.perf_counter(), 0
         for batch in build_loader(cfg, ds, train=True, epoch=epoch):
             n += len(batch.images)
-        wall, u1 = time.perf_counter() - t0, _usage()
+        wall, u1 = time.perf_counter() - t0, usage()
         d = {k: u1[k] - u0[k] for k in u0}
         rows.append({"epoch": epoch, "images_per_s": round(n / wall, 1),
                      "main_cpu_us_per_image": round(d["main_cpu"] / n * 1e6, 1),

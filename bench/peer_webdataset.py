@@ -10,14 +10,14 @@ Run on its own: ``python bench/peer_webdataset.py SHARD_FOLDER [--size 224] [--w
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from minwa.benchmarks.loader import run_script, script_parser
 
 
 def shard_urls(folder) -> list[str]:
@@ -51,16 +51,7 @@ def make_loader(folder, size: int = 224, batch_size: int = 128, workers: int = 2
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("shards")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=2)
-    a = p.parse_args()
-    t0, n = time.perf_counter(), 0
-    for images, _ in make_loader(a.shards, a.size, a.batch_size, a.workers):
-        n += len(images)
-    print(f"{n / (time.perf_counter() - t0):.0f} images/s ({n} images, {a.workers} workers)")
+    run_script(make_loader, script_parser(__doc__.splitlines()[0], "a folder of minwa shards").parse_args())
 
 
 if __name__ == "__main__":

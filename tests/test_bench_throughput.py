@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from minwa.benchmarks import throughput as bench
-from minwa.benchmarks.train import measure_matmul_peak
 from minwa.errors import MinwaError
 
 
@@ -22,16 +21,17 @@ def parse(*argv):
 def test_throughput_benchmark_reports_every_path(tmp_path, capsys):
     args = parse("--model", "resnet-tiny", "--size", "48", "--batch", "8", "--steps", "2", "--warmup", "1",
                  "--repeats", "2", "--make-corpus", "32", "--work", str(tmp_path), "--workers", "1",
-                 "--cache", "device", "--device", "cpu", "--json")
+                 "--cache", "device", "--device", "cpu", "--peak-n", "256", "--json")
     assert bench.run(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["scale"] == round(48 * 256 / 224) and out["size"] == 48 and out["batch"] == 8
     assert out["corpus_images"] == 32 and out["device"] == "cpu" and out["torch"] == torch.__version__
     assert out["forward_flops_per_image"] > 1e6 and out["train_flops_per_image"] == 3 * out["forward_flops_per_image"]
-    assert out["matmul_peak_flop_s"] > 1e9
+    assert out["matmul_peak_flop_s"] > 1e9 and out["peak_source"].startswith("measured: ")
+    assert set(out["peak_measured_flop_s"]) == {"bf16", "fp32"}  # bf16 autocast runs some ops in fp32
     for path in ("synthetic", "real", "device_cache"):
         assert out[f"{path}_img_s"] > 0, path
-        assert 0 < out[f"mfu_{path}"] < 1.5, path
+        assert out[f"mfu_{path}"] > 0, path
         assert out[f"gpu_idle_fraction_{path}"] is None  # no CUDA events on a CPU
         assert len(out["paths"][path]["rounds_images_per_s"]) == 2
         # MFU is exactly 3 x forward FLOPs x images/s over the measured peak
@@ -42,16 +42,12 @@ def test_throughput_benchmark_reports_every_path(tmp_path, capsys):
     assert out["real_epoch_restarts"] >= (1 + (2 + 5) * 2) // 4 and out["real_epoch_restarts_in_timed_steps"] >= 0
     assert out["real_over_synthetic"] > 0 and out["device_cache_over_synthetic"] > 0
     assert out["device_cache_build_seconds"] >= 0 and "jpeg_cache_img_s" not in out
+    assert out["peak_suspect"] == any(out[f"mfu_{path}"] > 1 for path in ("synthetic", "real", "device_cache"))
 
 
 def test_throughput_benchmark_needs_shards(tmp_path):
     with pytest.raises(MinwaError, match="shard folder"):
         bench.run(parse("--model", "resnet-tiny", "--work", str(tmp_path), "--device", "cpu"))
-
-
-def test_matmul_peak_takes_a_device():
-    assert measure_matmul_peak(torch.float32, n=128, reps=2, device="cpu") > 1e8
-    assert measure_matmul_peak(torch.float32, n=128, reps=2) > 1e8  # the old signature still works
 
 
 def test_real_rounds_drain_the_lead_and_keep_timed_steps_off_epoch_restarts():

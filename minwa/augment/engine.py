@@ -14,7 +14,7 @@ import torch
 
 from minwa.augment import cpu_kernel, geometry, photometric
 from minwa.augment.config import AugmentConfig
-from minwa.augment.params import AugmentParams, identity_params, sample_params
+from minwa.augment.params import AugmentParams, identity_params, sample_params, streams_for
 from minwa.augment.pca import imagenet_pca, load_pca
 from minwa.augment.presets import apply_preset
 from minwa.errors import MinwaError
@@ -57,6 +57,7 @@ class Augmenter:
         self.pca = pca
         self.margin = geometry.margin_for(c, self.out)
         self._consts: dict = {}
+        self._streams = streams_for(c)
 
     # -- helpers -------------------------------------------------------------------------------------
     def _check(self, images: torch.Tensor) -> None:
@@ -92,7 +93,7 @@ class Augmenter:
         """The parameters ``__call__`` uses for this batch (for previews and tests)."""
         indices = torch.as_tensor(indices, dtype=torch.int64).to(images.device)
         return sample_params(self.cfg, indices, int(epoch), int(seed), tuple(images.shape[-2:]), self.out,
-                             self._pca_for(images.shape[1], images.device))
+                             self._pca_for(images.shape[1], images.device), self._streams)
 
     def __call__(self, images: torch.Tensor, indices, epoch: int = 0, seed: int = 0,
                  out: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,10 +13,11 @@ import math
 
 import torch
 
-from minwa.augment import counter_rng as rng
 from minwa.augment.config import AugmentConfig
+from minwa.utils import counter_rng as rng
 
-# stream numbers: fixed forever, so old runs stay reproducible when transforms are added
+# stream numbers: fixed forever, so old runs stay reproducible when transforms are added (0-63 are the
+# augmenter's: minwa.utils.counter_rng)
 S_CROP_Y, S_CROP_X, S_SHIFT_Y, S_SHIFT_X, S_FLIP = 0, 1, 2, 3, 4
 S_ROT_GATE, S_ROT = 5, 6
 S_LENS_GATE, S_LENS_KIND, S_LENS_DEG = 7, 8, 9
@@ -60,8 +61,9 @@ class AugmentParams:
         return AugmentParams(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
 
 
-def _streams_for(cfg: AugmentConfig) -> tuple[int, ...]:
-    """The stream numbers ``cfg`` draws from (hashing only those keeps light presets cheap)."""
+def streams_for(cfg: AugmentConfig) -> rng.Streams:
+    """The streams ``cfg`` draws from (hashing only those keeps light presets cheap); an augmenter
+    holds them, with their words on each device it has met."""
     use = [S_CROP_Y, S_CROP_X, S_SHIFT_Y, S_SHIFT_X, S_FLIP] if (cfg.random_crop or cfg.translate or cfg.flip) else []
     if cfg.rotation > 0:
         use += [S_ROT_GATE, S_ROT]
@@ -75,14 +77,14 @@ def _streams_for(cfg: AugmentConfig) -> tuple[int, ...]:
         use += list(range(S_PCA, S_PCA + 6))
     if cfg.erase > 0:
         use += [S_ERASE_GATE] + [S_ERASE + j for j in range(4)]
-    return tuple(use) or (S_FLIP,)
+    return rng.Streams(tuple(use) or (S_FLIP,))
 
 
 class _Bits:
     """``bits[:, stream]`` over the hashed subset of streams (same words as hashing all of them)."""
 
-    def __init__(self, words: torch.Tensor, streams: tuple[int, ...]):
-        self.words, self.col = words, {s: j for j, s in enumerate(streams)}
+    def __init__(self, words: torch.Tensor, streams: rng.Streams):
+        self.words, self.col = words, {s: j for j, s in enumerate(streams.ids)}
         self.n, self.device = words.shape[0], words.device
 
     def __getitem__(self, key):
@@ -105,14 +107,17 @@ def identity_params(n: int, in_hw: tuple[int, int], out: int, device="cpu") -> A
 
 
 def sample_params(cfg: AugmentConfig, indices: torch.Tensor, epoch: int, seed: int, in_hw: tuple[int, int],
-                  out: int, pca: tuple[torch.Tensor, torch.Tensor] | None = None) -> AugmentParams:
+                  out: int, pca: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  streams: rng.Streams | None = None) -> AugmentParams:
     """Draw the parameters of samples ``indices`` for ``epoch`` under ``seed`` (on ``indices.device``).
 
     ``pca`` is ``(eigvals, eigvecs)`` of the pixel covariance on the 0..1 scale (AlexNet's convention;
-    eigenvectors in columns), needed when ``cfg.pca_lighting`` > 0.
+    eigenvectors in columns), needed when ``cfg.pca_lighting`` > 0. ``streams``: ``streams_for(cfg)``,
+    made here when not given.
     """
     h, w = in_hw
-    bits = _Bits(rng.stream_bits(indices, epoch, seed, _streams_for(cfg)), _streams_for(cfg))
+    streams = streams or streams_for(cfg)
+    bits = _Bits(streams.bits(indices, epoch, seed), streams)
     n, dev = bits.n, bits.device
     p = identity_params(n, in_hw, out, dev)
 

@@ -20,12 +20,12 @@ batch (``minwa_jpeg_cache_img_s``).
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import multiprocessing as mp
 import os
 import platform
-import resource
 import statistics
 import time
 from pathlib import Path
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from minwa.benchmarks.cputime import cpu_seconds
 from minwa.errors import MinwaError
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
@@ -62,16 +63,10 @@ def _peer(name: str):
     return mod
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (loader workers once they have exited)."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def time_batches(make, limit: int) -> tuple[float, float]:
     """(images/s after the first batch, CPU microseconds per image over the whole run, workers
     included); ``make()`` builds the loader; up to ``limit`` images (0 = all)."""
-    cpu0 = _cpu_seconds()
+    cpu0 = cpu_seconds()
     it = iter(make())
     first = next(it)
     n, t0 = 0, time.perf_counter()
@@ -82,7 +77,23 @@ def time_batches(make, limit: int) -> tuple[float, float]:
     dt = time.perf_counter() - t0
     n_all = n + len(first[0])
     del it, first  # the last reference: the loader shuts its workers down and reaps them here
-    return (n / dt if dt > 0 and n else float("nan")), (_cpu_seconds() - cpu0) / n_all * 1e6
+    return (n / dt if dt > 0 and n else float("nan")), (cpu_seconds() - cpu0) / n_all * 1e6
+
+
+def script_parser(description: str, folder_help: str) -> argparse.ArgumentParser:
+    """The command line of the bench/ loader scripts: ``FOLDER [--size 224] [--batch-size 128] [--workers 2]``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("folder", help=folder_help)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    return p
+
+
+def run_script(make_loader, args) -> None:
+    """Time ``make_loader(folder, size, batch_size, workers)`` as ``minwa bench loader`` does; print one line."""
+    rate, cpu_us = time_batches(lambda: make_loader(args.folder, args.size, args.batch_size, args.workers), 0)
+    print(f"{rate:.0f} images/s after the first batch, {cpu_us:.0f} CPU us/image ({args.workers} workers)")
 
 
 # ------------------------------------------------------------------------------------- decode ceiling
@@ -105,7 +116,7 @@ def decode_ceiling(ds, workers: int, limit: int) -> tuple[float, float]:
     step = max(16, n // (workers * 16))
     chunks = [(a, min(n, a + step)) for a in range(0, n, step)]
     _DS["ds"] = ds
-    cpu0 = _cpu_seconds()
+    cpu0 = cpu_seconds()
     try:
         with mp.get_context("fork").Pool(workers) as pool:
             pool.map(_decode_range, [(0, min(n, workers))] * workers)  # start-up and page cache
@@ -116,7 +127,7 @@ def decode_ceiling(ds, workers: int, limit: int) -> tuple[float, float]:
             pool.join()
     finally:
         _DS.clear()
-    return rate, (_cpu_seconds() - cpu0) / (done + workers * min(n, workers)) * 1e6
+    return rate, (cpu_seconds() - cpu0) / (done + workers * min(n, workers)) * 1e6
 
 
 # ----------------------------------------------------------------------------------------------- run

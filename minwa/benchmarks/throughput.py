@@ -16,8 +16,9 @@ rounds so that drift hits them alike:
 - ``jpeg_cache`` (``--cache jpeg``, CUDA): the JPEG bytes held in host memory, decoded per batch on the
   GPU by nvJPEG (``data.cache=jpeg``). ``--cache all`` times both caches.
 
-MFU = 3 × forward FLOPs per image (``forward_flops_per_image``) × images/s / the matmul peak measured in
-the same run for the step's precision (``measure_matmul_peak``, on the device). On CUDA the GPU idle
+MFU = 3 × forward FLOPs per image (``forward_flops_per_image``) × images/s / the peak for the step's
+precision on the device (``minwa.benchmarks.peak.training_peak``: the vendor's figure for a known GPU,
+else the best sustained large matmul measured in the same run); an MFU above 100% sets ``peak_suspect``. On CUDA the GPU idle
 fraction is 1 − (sum of per-step CUDA-event times) / wall time: the gaps between steps where the GPU
 waits for the host (a batch not ready, a copy not done, kernels not yet launched).
 """
@@ -38,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from minwa.benchmarks.peak import SUSPECT, training_peak
 from minwa.errors import MinwaError
 
 PATHS = ("synthetic", "real", "device_cache", "jpeg_cache")
@@ -65,7 +67,8 @@ def add_arguments(p):
                    help="also time the device cache of decoded pixels (device), of JPEG bytes (jpeg) or both")
     p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
                    help="let cuDNN pick the fastest convolution algorithms (CUDA only)")
-    p.add_argument("--peak-n", type=int, default=0, help="matmul side for the peak (default 8192 on CUDA, 1024 on CPU)")
+    p.add_argument("--peak-n", type=int, default=0,
+                   help="largest matmul side for a measured peak (default 16384 on CUDA, 4096 on CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -269,7 +272,6 @@ def flops_per_image(trainer) -> float:
 
 def run(args) -> int:
     from minwa.benchmarks.loader import prepare
-    from minwa.benchmarks.train import measure_matmul_peak
     from minwa.data import build_loader, open_dataset
     from minwa.utils.device import resolve_device
 
@@ -280,9 +282,7 @@ def run(args) -> int:
     shards = prepare(args)
     if open_dataset(shards).channels != 3:
         raise MinwaError(f"the throughput benchmark needs colour photographs; {shards} holds grey images")
-    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    peak = measure_matmul_peak(dtype, n=args.peak_n or (8192 if device.type == "cuda" else 1024),
-                               reps=10 if device.type == "cuda" else 6, device=device)
+    peak = training_peak(args.precision, device, max_side=args.peak_n)
     trainer = build_trainer(args, shards, device)
     if device.type == "cuda":  # after the Trainer, which turns autotuning on for itself
         torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
@@ -319,14 +319,16 @@ def run(args) -> int:
             sources["real"].close()
     timed_seconds = time.perf_counter() - t
 
-    paths = {name: timer.summary(train_flops, peak) for name, timer in timers.items()}
+    paths = {name: timer.summary(train_flops, peak.flop_s) for name, timer in timers.items()}
     result = {
         "model": args.model, "size": trainer.crop, "scale": trainer.scale, "batch": trainer.global_batch,
         "precision": args.precision, "channels_last": args.channels_last, "compile": args.compile,
         "augment": args.augment, "workers": trainer.cfg.data.workers, "prefetch": args.prefetch,
         "device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
-        "matmul_peak_flop_s": peak, "forward_flops_per_image": fwd, "train_flops_per_image": train_flops,
+        "matmul_peak_flop_s": peak.flop_s, "peak_source": peak.source, "peak_measured_flop_s": peak.measured,
+        "peak_suspect": any(p["mfu"] > 1.0 for p in paths.values()),
+        "forward_flops_per_image": fwd, "train_flops_per_image": train_flops,
         "paths": paths,
     }  # fmt: skip
     for name, p in paths.items():
@@ -383,5 +385,7 @@ def print_table(result: dict) -> None:
               f"workers {result['real_epoch_restarts_in_timed_steps']} time(s) inside timed steps; use a larger "
               "--make-corpus to avoid that")
     print(f"{result['forward_flops_per_image'] / 1e9:.3f} GFLOP/image forward (×3 per training image); "
-          f"measured {result['precision']} matmul peak {result['matmul_peak_flop_s'] / 1e12:.2f} TFLOP/s; "
+          f"{result['precision']} peak {result['matmul_peak_flop_s'] / 1e12:.2f} TFLOP/s ({result['peak_source']}); "
           f"torch {result['torch']}")
+    if result["peak_suspect"]:
+        print(SUSPECT)

@@ -3,8 +3,9 @@
 minwa trains first (in this process, the recipe as ``minwa train`` would run it), then the peer
 (``bench/peer_train.py``, a separate process as its users run it) with the same budget on the same
 machine. Reported: wall time to the target test accuracy, final accuracy, training images/s, and for
-minwa the model FLOPs per image and achieved FLOP/s against bf16/fp32 matmul peaks measured in the
-same run. Packing is excluded from the timed region and reported separately.
+minwa the model FLOPs per image and achieved FLOP/s against the peak of ``minwa.benchmarks.peak`` for
+the recipe's precision on the training device (an MFU above 100% is flagged ``peak_suspect``). Packing
+is excluded from the timed region and reported separately.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from minwa.benchmarks.peak import Peak, mfu_fields, mfu_line, training_peak
 from minwa.errors import MinwaError
 
 PEER = Path(__file__).resolve().parents[2] / "bench" / "peer_train.py"
@@ -37,35 +40,7 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def measure_matmul_peak(dtype: torch.dtype, n: int = 1024, reps: int = 6, device=None) -> float:
-    """FLOP/s of an n×n matmul on ``device`` (default: the CPU), best of ``reps`` (the ceiling for achieved FLOP/s).
-
-    On an accelerator the work is asynchronous: each repeat times ``inner`` back-to-back products between
-    two synchronisations (after warm-up), so the launch and sync cost is spread thin; use n >= 8192 there
-    so the product fills the chip.
-    """
-    device = torch.device(device or "cpu")
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    on_acc = device.type != "cpu"
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    inner = 10 if on_acc else 1
-    for _ in range(3 if on_acc else 1):
-        a @ b
-    sync()
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        for _ in range(inner):
-            a @ b
-        sync()
-        best = min(best, (time.perf_counter() - t) / inner)
-    return 2 * n**3 / best
-
-
 def forward_flops_per_image(model: torch.nn.Module, in_chans: int, size: int) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
     x = torch.randn(8, in_chans, size, size, dtype=next(model.parameters()).dtype)
     was = model.training
     model.eval()
@@ -75,7 +50,8 @@ def forward_flops_per_image(model: torch.nn.Module, in_chans: int, size: int) ->
     return fc.get_total_flops() / 8
 
 
-def run_minwa(args) -> dict:
+def run_minwa(args) -> tuple[dict, Peak]:
+    # imported here: the CLI imports every bench module to build its parser, and minwa.train takes seconds
     from minwa import config as config_io
     from minwa.train import Trainer
     from minwa.train.recipes import get_recipe
@@ -96,6 +72,7 @@ def run_minwa(args) -> dict:
     cfg = config_io.load(cfg, None, over + list(args.overrides))
     trainer = Trainer(cfg, progress=not args.json)
     flops = forward_flops_per_image(trainer.model, trainer.in_chans, trainer.crop)
+    peak = training_peak(cfg.precision, trainer.device)  # before training, on the device it trains on
     r = trainer.fit()
     curve = [{"epoch": round(h["epoch"], 3), "time": round(h["time"], 1), "test_acc": h["val_acc"]}
              for h in r.history if h.get("kind") == "val" and "val_acc" in h]
@@ -104,7 +81,8 @@ def run_minwa(args) -> dict:
             "best_accuracy": r.best_accuracy, "images_per_s": r.images_per_s, "train_seconds": r.train_seconds,
             "setup_seconds": r.setup_seconds, "pack_seconds": pack_seconds, "epochs": r.epochs,
             "forward_flops_per_image": flops, "achieved_flop_s": train_flops, "curve": curve,
-            "precision": cfg.precision, "model": cfg.model.name}
+            "precision": cfg.precision, "model": cfg.model.name, "device": str(trainer.device),
+            **mfu_fields(train_flops, peak)}, peak
 
 
 def first_time(curve: list[dict], target: float) -> float | None:
@@ -134,13 +112,10 @@ def run_peer(args) -> dict:
 
 def run(args) -> int:
     t = time.perf_counter()
-    peaks = {"bf16_matmul_flop_s": measure_matmul_peak(torch.bfloat16),
-             "fp32_matmul_flop_s": measure_matmul_peak(torch.float32)}
     result = {"recipe": args.recipe, "target": args.target, "budget_s": args.budget,
-              "threads": torch.get_num_threads(), **peaks}
-    result.update(run_minwa(args))
-    peak = peaks["bf16_matmul_flop_s"] if result["precision"] == "bf16" else peaks["fp32_matmul_flop_s"]
-    result["mfu"] = result["achieved_flop_s"] / peak
+              "threads": torch.get_num_threads()}
+    minwa, peak = run_minwa(args)
+    result.update(minwa)
     if not args.no_peer:
         result["peer"] = run_peer(args)
     result["bench_seconds"] = time.perf_counter() - t
@@ -163,7 +138,6 @@ def run(args) -> int:
     if "peer" in result:
         row("plain PyTorch", result["peer"])
     Console().print(table)
-    print(f"minwa: {result['forward_flops_per_image'] / 1e6:.1f} MFLOP/image forward, "
-          f"{result['achieved_flop_s'] / 1e9:.1f} GFLOP/s achieved = {result['mfu']:.1%} of the measured "
-          f"{result['precision']} matmul peak ({peak / 1e9:.0f} GFLOP/s)")
+    print(f"minwa: {result['forward_flops_per_image'] / 1e6:.1f} MFLOP/image forward, {result['precision']}: "
+          + mfu_line(result["achieved_flop_s"], peak))
     return 0

@@ -12,8 +12,9 @@ side resized to S, then the centre S x S square — on both paths, so the cache 
 bit-identical batches; the random C x C crop (and the centre crop for evaluation) is the augmentation
 engine's job (``Augmenter(out_size=C)``). S = 0 keeps the native size when all images have one
 (Fashion-MNIST's 28 x 28), else uses C. With ``random_resized_crop`` in train mode the loader itself cuts an
-area/aspect box (area 8-100%, aspect 3/4-4/3, one draw keyed by (seed, epoch, index)) from the original
-image and hands over C x C; this needs the original image, so it always streams.
+area/aspect box (area 8-100%, aspect 3/4-4/3, drawn by ``crop_uniforms`` from ``minwa.utils.counter_rng``,
+keyed by (seed, epoch, index)) from the original image and hands over C x C; this needs the original
+image, so it always streams.
 
 Three paths, chosen by ``DataConfig.cache``:
 
@@ -59,9 +60,11 @@ from minwa.data.integrity import BadSample, all_damaged
 from minwa.data.sources import ImageDataset
 from minwa.data.workers import BatchWorkers, empty_images, hwc
 from minwa.errors import MinwaError
+from minwa.utils import counter_rng as rng
 
 _RRC_AREA = (0.08, 1.0)
 _RRC_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
+RRC_STREAMS = (64, 65, 66, 67)  # area, aspect, x, y: the loader's streams of minwa.utils.counter_rng
 
 
 class Batch(NamedTuple):
@@ -74,6 +77,11 @@ class Batch(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------- per-sample work
+def crop_uniforms(streams: rng.Streams, seed: int, epoch: int, i: int) -> np.ndarray:
+    """The four uniforms of sample ``i``'s random-resized-crop box (float32, ``RRC_STREAMS`` order)."""
+    return rng.uniform(streams.bits([i], epoch, seed))[0]
+
+
 def _rrc_box(h: int, w: int, u: np.ndarray) -> tuple[float, float, float, float]:
     """An Inception-style box (area 8-100%, aspect 3/4-4/3) from four uniforms, clipped to the image."""
     area = h * w * (_RRC_AREA[0] + (_RRC_AREA[1] - _RRC_AREA[0]) * u[0])
@@ -92,6 +100,7 @@ class _SampleReader:
     def __init__(self, dataset: ImageDataset, size: tuple[int, int], rrc: int, seed: int, skip: bool = False):
         self.ds, self.size, self.rrc, self.seed, self.skip = dataset, size, rrc, seed, skip
         self.epoch = 0
+        self.streams = rng.Streams(RRC_STREAMS)
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
@@ -112,7 +121,7 @@ class _SampleReader:
 
     def _read_rrc(self, i: int, out: torch.Tensor | None = None) -> torch.Tensor:
         c = self.rrc
-        u = [ordering.sample_uniform(self.seed, self.epoch, [i], s)[0] for s in range(4)]
+        u = crop_uniforms(self.streams, self.seed, self.epoch, i)
         size_of = getattr(self.ds, "size_of", None)
         if size_of is not None:
             h, w = size_of(i)

@@ -14,8 +14,9 @@ batches is the same whatever the number of ranks or worker processes:
   its global batch, wrapping around (``replacements``, ``substitute``): a rule of the global batch alone,
   so batches stay the same size and the same for any number of ranks, workers or path.
 
-Per-sample random numbers (the random-resized-crop box) come from ``sample_uniform``, a counter-based
-hash of (seed, epoch, sample index, stream): no generator state to carry between workers or ranks.
+Per-sample random numbers (the random-resized-crop box) are not drawn here but from
+``minwa.utils.counter_rng``, the generator the augmenter uses, keyed by (seed, epoch, sample index,
+stream): no generator state to carry between workers or ranks.
 """
 
 from __future__ import annotations
@@ -87,18 +88,3 @@ def worker_batches(start: int, stop: int, worker: int, num_workers: int) -> rang
     """The batch numbers in [start, stop) that worker ``worker`` of ``num_workers`` decodes."""
     return range(start + worker, stop, max(1, num_workers))
 
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    x = (x + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(_MASK64)
-    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & np.uint64(_MASK64)
-    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & np.uint64(_MASK64)
-    return x ^ (x >> np.uint64(31))
-
-
-def sample_uniform(seed: int, epoch: int, indices, stream: int) -> np.ndarray:
-    """Uniform floats in [0, 1), one per sample index, keyed by (seed, epoch, index, stream)."""
-    idx = np.asarray(indices, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        key = _splitmix64(np.uint64(int(seed) & _MASK64) ^ _splitmix64(np.uint64((int(epoch) << 8 | int(stream)) & _MASK64)))
-        x = _splitmix64(idx ^ key)
-    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Issue 5's measured tables on Fashion-MNIST (real data), laid out like the paper's.
+"""Multi-scale testing and fine-tuning measured on Fashion-MNIST (real data), laid out like the paper's tables.
 
-Part A, multi-scale (the paper's 256 px / 512 px / fused table): ``fashion-net`` trained at 28 px and at
+``--part multiscale`` (the paper's 256 px / 512 px / fused table): ``fashion-net`` trained at 28 px and at
 56 px (2× upsampled), each tested alone, with flips, at both scales, and the two fused by averaging softmax.
-Part B, fine-tuning (§5.1): ``deepimage-tiny`` (3 conv + 3 FC) pre-trained on 5 classes, fine-tuned on the
+``--part finetune`` (§5.1): ``deepimage-tiny`` (3 conv + 3 FC) pre-trained on 5 classes, fine-tuned on the
 other 5 with all / fc (last three FC layers) / head (softmax only), against training from scratch on the
-same budget. Writes ``OUT/issue5.json`` and prints markdown tables.
+same budget. Writes ``OUT/multiscale_finetune.json`` and prints markdown tables.
 
-    python bench/issue5_fashion.py --out runs/issue5 [--epochs 8 --epochs56 3 --ft-epochs 2]
+    python bench/multiscale_finetune.py --out runs/multiscale-finetune [--epochs 8 --epochs56 3 --ft-epochs 2]
 """
 
 import argparse
@@ -38,7 +38,7 @@ def run(base, overrides, reuse: bool = False):
     return r, time.perf_counter() - t
 
 
-def part_a(args, out: Path) -> dict:
+def multiscale(args, out: Path) -> dict:
     common = [f"data.train={args.data}", f"data.val={args.data}"]
     r28, s28 = run(get_recipe("fashion"), common + [f"out={out}/s28", f"epochs={args.epochs}"], args.reuse)
     r56, s56 = run(get_recipe("fashion"), common + [f"out={out}/s56", f"epochs={args.epochs56}", "data.scale=56"],
@@ -50,7 +50,7 @@ def part_a(args, out: Path) -> dict:
     return {"train_seconds": {"28": s28, "56": s56}, "rows": rows}
 
 
-def part_b(args, out: Path) -> dict:
+def finetuning(args, out: Path) -> dict:
     model = ["model.name=deepimage-tiny", f"data.train={args.data}", f"data.val={args.data}"]
     pre, _ = run(get_recipe("fashion"), model + [f"out={out}/pre5", f"epochs={args.epochs}",
                                                  "data.classes=" + ",".join(PRE)])
@@ -68,27 +68,27 @@ def part_b(args, out: Path) -> dict:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--data", default=FASHION_MNIST)
-    p.add_argument("--out", default="runs/issue5")
+    p.add_argument("--out", default="runs/multiscale-finetune")
     p.add_argument("--epochs", type=float, default=8)
     p.add_argument("--epochs56", type=float, default=3)
     p.add_argument("--ft-epochs", type=float, default=2)
-    p.add_argument("--part", choices=["a", "b", "ab"], default="ab")
+    p.add_argument("--part", choices=["multiscale", "finetune", "both"], default="both")
     p.add_argument("--reuse", action="store_true", help="reuse finished runs in OUT instead of training again")
     args = p.parse_args()
     out = Path(args.out)
     result = {"args": vars(args)}
-    if "a" in args.part:
-        result["multiscale"] = part_a(args, out)
+    if args.part in ("multiscale", "both"):
+        result["multiscale"] = multiscale(args, out)
         print("| test | top-1 error | top-5 error |\n|---|---:|---:|")
         for r in result["multiscale"]["rows"]:
             print(f"| {r['name']} | {r['top1_error']:.2%} | {r['top5_error']:.2%} |")
-    if "b" in args.part:
-        result["finetune"] = b = part_b(args, out)
+    if args.part in ("finetune", "both"):
+        result["finetune"] = b = finetuning(args, out)
         print(f"\npre-trained on {', '.join(PRE)}: {b['pretrain_accuracy_5']:.2%}")
         print("| on the other 5 classes | test accuracy | seconds |\n|---|---:|---:|")
         for k in ("all", "fc", "head", "scratch"):
             print(f"| {k} | {b[k]['accuracy']:.2%} | {b[k]['seconds']:.0f} |")
-    atomic_write_json(out / "issue5.json", result)
+    atomic_write_json(out / "multiscale_finetune.json", result)
 
 
 if __name__ == "__main__":
