@@ -54,7 +54,7 @@ from minwa.data import decode as dec
 from minwa.data.jpeg_cache import JpegCache
 from minwa.data.sharded_cache import ShardedCache, owned
 from minwa.data import order as ordering
-from minwa.data.config import CACHE_CHOICES, DataConfig
+from minwa.data.config import DataConfig
 from minwa.data.config import check as check_data_config
 from minwa.data.integrity import BadSample, all_damaged
 from minwa.data.sources import ImageDataset
