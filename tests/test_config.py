@@ -162,9 +162,6 @@ def test_builders_use_their_configs_check():
         parallel_config.check(ParallelConfig(timeout_s=float("inf")))
 
 
-# minwa/models/__init__.py still imports minwa.models.finetune (torch) eagerly: it is being edited in another
-# branch, and its exports go through minwa.utils.lazy there. strict: this fails once that lands; remove the mark.
-@pytest.mark.xfail(strict=True, reason="minwa/models/__init__.py imports torch eagerly (minwa.models.finetune)")
 def test_config_modules_import_nothing_heavy():
     """Reading a configuration (every command does, before any work) does not import torch or numpy; a
     lazily exported name keeps its value when a submodule of the same name is imported first."""

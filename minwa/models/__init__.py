@@ -6,7 +6,14 @@ VGG-style nets), ``alexnet`` / ``alexnet-tiny``, ``inception-bn`` / ``inception-
 :mod:`minwa.models.finetune`.
 """
 
-from minwa.models.finetune import freeze_for_finetune
-from minwa.models.registry import count_parameters, create_model, list_models, register
+from minwa.utils.lazy import lazy_package
 
-__all__ = ["count_parameters", "create_model", "freeze_for_finetune", "list_models", "register"]
+__all__ = lazy_package(__name__, {
+    "ModelBase": "minwa.models.base",
+    "freeze_for_finetune": "minwa.models.finetune",
+    "count_parameters": "minwa.models.registry",
+    "create_model": "minwa.models.registry",
+    "list_models": "minwa.models.registry",
+    "register": "minwa.models.registry",
+    "register_variant": "minwa.models.registry",
+})
