@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from minwa.benchmarks.peak import SUSPECT, training_peak
+from minwa.benchmarks.peak import SUSPECT, slow_bf16_note, training_peak
 from minwa.errors import MinwaError
 
 PATHS = ("synthetic", "real", "device_cache", "jpeg_cache")
@@ -327,7 +327,7 @@ def run(args) -> int:
         "device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
         "matmul_peak_flop_s": peak.flop_s, "peak_source": peak.source, "peak_measured_flop_s": peak.measured,
-        "peak_suspect": any(p["mfu"] > 1.0 for p in paths.values()),
+        "peak_suspect": any(p["mfu"] > 1.0 for p in paths.values()), "precision_note": slow_bf16_note(peak),
         "forward_flops_per_image": fwd, "train_flops_per_image": train_flops,
         "paths": paths,
     }  # fmt: skip
@@ -389,3 +389,5 @@ def print_table(result: dict) -> None:
           f"torch {result['torch']}")
     if result["peak_suspect"]:
         print(SUSPECT)
+    if result["precision_note"]:
+        print(result["precision_note"])
