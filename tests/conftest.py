@@ -23,3 +23,15 @@ def fashion_dir() -> Path:
     if not fashion_available():
         pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
     return FASHION
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> Path:
+    """A user's folder of real colour photographs (train/ and val/, four classes, split by source picture);
+    see tests/photo_fixtures.py. Skips where Debian's wallpaper packages are absent."""
+    from photo_fixtures import make_photo_folder, photos_available
+
+    if not photos_available():
+        pytest.skip("wallpaper photographs not installed (apt-get install mate-backgrounds gnome-backgrounds "
+                    "sway-backgrounds; make test does it as root)")
+    return make_photo_folder(tmp_path_factory.mktemp("photos"))
