@@ -1,7 +1,7 @@
 """What only a GPU can show: the augmentation engine agrees between CPU and CUDA, and the device caches
 (decoded pixels, and JPEG bytes decoded by nvJPEG) hand out what the CPU loader hands out.
 
-Skipped where CUDA is absent (CI, the 2-core machine); docs/gpu-runbook.md runs this file on a lent GPU.
+Skipped where CUDA is absent (CI, the 2-core machine); docs/dev/gpu-runbook.md runs this file on a lent GPU.
 """
 
 from __future__ import annotations
