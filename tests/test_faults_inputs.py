@@ -39,7 +39,7 @@ def ckpt(tmp_path_factory, idx) -> Path:
     out = tmp_path_factory.mktemp("run")
     assert main(["train", "--quiet", "--data", str(idx), "--out", str(out), "--epochs", "1",
                  "--set", "data.val=", "--set", "eval_every=0", "--set", 'model.kwargs={"widths": [8, 16]}',
-                 "--set", "data.batch_size=64", "--set", "precision=fp32"]) == 0
+                 "--set", "data.batch_size=64", "--set", "runtime.precision=fp32"]) == 0
     return out / "final"
 
 
@@ -231,9 +231,10 @@ def test_non_finite_numbers_in_config_files_are_refused(tmp_path, capsys, idx, s
 
 
 @pytest.mark.parametrize("override, field", [
-    ("threads=-1", "threads"),
-    ("device=tpu", "device"),
-    ("device=cuda:x", "device"),
+    ("runtime.threads=-1", "runtime.threads"),
+    ("runtime.device=tpu", "runtime.device"),
+    ("runtime.device=cuda:x", "runtime.device"),
+    ("runtime.precision=fp8", "runtime.precision"),
     ('model.kwargs={"widths": "abc"}', "widths"),
     ('model.kwargs={"widths": [8, 0]}', "widths"),
     ('model.kwargs={"depth": 3}', "depth"),

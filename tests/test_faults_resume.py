@@ -25,8 +25,8 @@ from data_fixtures import small_idx
 
 # 2,560 images / 32 = 80 steps per epoch, 4 epochs = 320 steps, a resumable state every 40 steps
 ARGS = ["--quiet", "--epochs", "4", "--set", "data.batch_size=32", "--set", "save_every=0.5",
-        "--set", "eval_every=0", "--set", "log_every=1", "--set", "data.val=", "--set", "precision=fp32",
-        "--set", 'model.kwargs={"widths": [8, 16]}', "--set", "threads=1", "--set", "data.workers=0"]
+        "--set", "eval_every=0", "--set", "log_every=1", "--set", "data.val=", "--set", "runtime.precision=fp32",
+        "--set", 'model.kwargs={"widths": [8, 16]}', "--set", "runtime.threads=1", "--set", "data.workers=0"]
 TOTAL = 320
 
 # kill before the KILL_AT-th JSON write of the state saves: each save writes its minwa.json, then LATEST

@@ -111,7 +111,7 @@ def slow_bf16_note(peak: Peak) -> str | None:
     if bf16 is None or fp32 is None or bf16 * 4 > fp32:
         return None
     return (f"note: bf16 matmuls run at {bf16 / 1e9:.1f} GFLOP/s on this device against fp32's {fp32 / 1e9:.0f}: "
-            "it has no fast bf16 path, so train with --set precision=fp32")
+            "it has no fast bf16 path, so train with --set runtime.precision=fp32")
 
 
 def mfu_fields(achieved_flop_s: float, peak: Peak) -> dict:
