@@ -27,7 +27,10 @@ def test_throughput_benchmark_reports_every_path(tmp_path, capsys):
     assert out["scale"] == round(48 * 256 / 224) and out["size"] == 48 and out["batch"] == 8
     assert out["corpus_images"] == 32 and out["device"] == "cpu" and out["torch"] == torch.__version__
     assert out["forward_flops_per_image"] > 1e6 and out["train_flops_per_image"] == 3 * out["forward_flops_per_image"]
-    assert out["matmul_peak_flop_s"] > 1e9 and out["peak_source"].startswith("measured: ")
+    # the peak is the best measured matmul, whatever the machine's load: a structural bound, not a speed
+    measured = out["peak_measured_flop_s"]
+    assert out["matmul_peak_flop_s"] == max(measured.values()) and out["peak_source"].startswith("measured: ")
+    assert all(0 < v < float("inf") for v in measured.values())
     assert set(out["peak_measured_flop_s"]) == {"bf16", "fp32"}  # bf16 autocast runs some ops in fp32
     for path in ("synthetic", "real", "device_cache"):
         assert out[f"{path}_img_s"] > 0, path

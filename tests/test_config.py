@@ -222,3 +222,17 @@ def test_config_modules_import_nothing_heavy():
             "assert callable(parallelize) and parallelize.__module__ == 'minwa.parallel.parallelize'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_run_records_the_precision_auto_became(fashion_subset, tmp_path):
+    """runtime.precision = "auto" (the recipes' default) is saved resolved: config.toml says what ran."""
+    import torch
+
+    from minwa.utils.device_caps import resolve_precision
+
+    out = tmp_path / "run"
+    assert main(["train", "--quiet", "--data", str(fashion_subset(600)), "--out", str(out), "--epochs", "0.2",
+                 "--set", "data.val=", "--set", "eval_every=0", "--set", "runtime.device=cpu",
+                 "--set", 'model.kwargs={"widths": [8, 16]}', "--set", "data.batch_size=64"]) == 0
+    saved = config_io.load(TrainConfig(), out / "config.toml")
+    assert saved.runtime.precision == resolve_precision("auto", torch.device("cpu")) != "auto"

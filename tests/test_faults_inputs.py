@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from data_fixtures import jpeg_bytes, photo, photo_folder, small_idx
+from data_fixtures import jpeg_bytes, photo, photo_folder
 from minwa.cli import main
 
 
@@ -26,11 +26,9 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def idx(tmp_path_factory, fashion_dir) -> Path:
+def idx(fashion_subset) -> Path:
     """The first 600 real Fashion-MNIST training images as an IDX folder."""
-    folder = tmp_path_factory.mktemp("idx")
-    small_idx(folder, 600, real=fashion_dir)
-    return folder
+    return fashion_subset(600)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from data_fixtures import small_idx
 
 HERE = Path(__file__).parent
 # 1,280 images / 32 = 40 steps per epoch; half an epoch = 20 steps, float64 and no dropout: exact
@@ -49,10 +48,8 @@ def max_diff(a: Path, b: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def data(fashion_dir, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fm") / "idx"
-    small_idx(folder, n=1280, real=fashion_dir)
-    return folder
+def data(fashion_subset):
+    return fashion_subset(1280)
 
 
 @pytest.fixture(scope="module")

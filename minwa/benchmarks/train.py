@@ -72,7 +72,7 @@ def run_minwa(args) -> tuple[dict, Peak]:
     cfg = config_io.load(cfg, None, over + list(args.overrides))
     trainer = Trainer(cfg, progress=not args.json)
     flops = forward_flops_per_image(trainer.model, trainer.in_chans, trainer.crop)
-    peak = training_peak(cfg.precision, trainer.device)  # before training, on the device it trains on
+    peak = training_peak(trainer.precision, trainer.device)  # before training, in the precision "auto" became
     r = trainer.fit()
     curve = [{"epoch": round(h["epoch"], 3), "time": round(h["time"], 1), "test_acc": h["val_acc"]}
              for h in r.history if h.get("kind") == "val" and "val_acc" in h]
@@ -81,7 +81,7 @@ def run_minwa(args) -> tuple[dict, Peak]:
             "best_accuracy": r.best_accuracy, "images_per_s": r.images_per_s, "train_seconds": r.train_seconds,
             "setup_seconds": r.setup_seconds, "pack_seconds": pack_seconds, "epochs": r.epochs,
             "forward_flops_per_image": flops, "achieved_flop_s": train_flops, "curve": curve,
-            "precision": cfg.precision, "model": cfg.model.name, "device": str(trainer.device),
+            "precision": trainer.precision, "model": cfg.model.name, "device": str(trainer.device),
             **mfu_fields(train_flops, peak)}, peak
 
 
