@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from minwa.errors import MinwaError
 from minwa.parallel.config import ParallelConfig, check
-from minwa.utils.device import resolve_device  # noqa: F401  (re-exported: scaling bench imports it here)
+from minwa.utils.device import resolve_device
 
 STRATEGIES = ("auto", "none", "fsdp", "butterfly", "hybrid")
 
