@@ -2,8 +2,8 @@
 
 Every sample the loader reads from shards of index version 2 is checked against its CRC-32
 (``minwa.data.index.sample_crc``) before it is decoded. This times, on ImageNet-like JPEGs made from real
-photographs (``minwa.benchmarks.corpus``, 500x375 at ``--quality``), in one process, interleaved over
-``--rounds`` rounds: the CRC of each image's bytes, a full-size simplejpeg decode, and the streaming
+photographs (``minwa.benchmarks.corpus``, 500x375 at ``quality``), in one process, interleaved over
+``rounds`` rounds: the CRC of each image's bytes, a full-size simplejpeg decode, and the streaming
 loader's decode for 224 px output (``decode.decode(..., min_side=224)``, DCT-domain downscaling where it
 applies). Reported: medians over rounds, in microseconds per image and per 100 KB of JPEG, and the CRC
 as a share of each decode.

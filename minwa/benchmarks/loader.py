@@ -1,7 +1,7 @@
-"""`minwa bench loader SHARDS`: minwa's loader, its two peers and the decode ceiling, side by side.
+"""`minwa bench loader --data SHARDS`: minwa's loader, its two peers and the decode ceiling, side by side.
 
-All four produce S x S uint8 batches (S = ``--size``, default 224: shorter side resized to S, centre
-square) with the same number of worker processes, in one run, interleaved over ``--rounds`` rounds so
+All four produce S x S uint8 batches (S = ``size``, default 224: shorter side resized to S, centre
+square) with the same number of worker processes, in one run, interleaved over ``rounds`` rounds so
 that a shared machine's drift hits all of them alike:
 
 - ``minwa_img_s``: ``build_loader(..., cache="none")`` streaming the shards (simplejpeg, torch resize).
@@ -12,8 +12,8 @@ that a shared machine's drift hits all of them alike:
 
 Each loader's rate is taken after its first batch (worker start-up excluded, the same for all). The
 reported figure per contestant is the median over rounds; the ratios are medians of per-round ratios.
-``--make-corpus N`` first writes N ImageNet-like JPEGs made from real photographs
-(``minwa.benchmarks.corpus``) and packs them. ``--device cuda`` adds the device-cache paths: decoded
+``make_corpus = N`` first writes N ImageNet-like JPEGs made from real photographs
+(``minwa.benchmarks.corpus``) and packs them. ``runtime.device = cuda`` adds the device-cache paths: decoded
 pixels on the GPU (``minwa_device_cache_img_s``) and, with torchvision, JPEG bytes decoded by nvJPEG per
 batch (``minwa_jpeg_cache_img_s``).
 """

@@ -351,7 +351,7 @@ def print_table(result: dict) -> None:
     if result["real_epoch_restarts_in_timed_steps"]:
         print(f"note: the corpus is {result['batches_per_epoch']} batches long, so the real path restarted its "
               f"workers {result['real_epoch_restarts_in_timed_steps']} time(s) inside timed steps; use a larger "
-              "--make-corpus to avoid that")
+              "make_corpus to avoid that")
     print(f"{result['forward_flops_per_image'] / 1e9:.3f} GFLOP/image forward (×3 per training image); "
           f"{result['precision']} peak {result['matmul_peak_flop_s'] / 1e12:.2f} TFLOP/s ({result['peak_source']}); "
           f"torch {result['torch']}")
