@@ -48,7 +48,7 @@ from minwa.train.plots import plot_learning_curve
 from minwa.train.optim import Schedule, build_optimizer, scaled_lr, set_lr
 from minwa.train.run_folder import check_fresh_run_folder
 from minwa.utils.atomic import atomic_write_text
-from minwa.utils.device_caps import PARAM_DTYPE, autocast_for, resolve_precision
+from minwa.utils.device_caps import PARAM_DTYPE, autocast_for, grad_scaler, resolve_precision
 from minwa.utils.folder_lock import FolderLock
 from minwa.utils.oserrors import os_error
 from minwa.utils.output import prepare_output_folder
@@ -204,8 +204,8 @@ class Trainer:
         self.base_lr = scaled_lr(cfg.optim, self.global_batch)
         self.total_steps = max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
         self.schedule = Schedule(cfg.optim, self.total_steps, self.steps_per_epoch)
-        # fp16 autocast: the loss scaled so small gradients do not flush to zero (a no-op otherwise)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.scaler = grad_scaler(self.precision, self.device,
+                                  sharded=self.dims.world_size > 1 and self.dims.strategy in ("fsdp", "hybrid"))
         self.criterion = nn.CrossEntropyLoss(reduction="sum", label_smoothing=cfg.optim.label_smoothing)
         self.step = 0
         self.epoch = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
 
 
 def cpu_has_native_bf16() -> bool:
@@ -42,3 +43,9 @@ def autocast_for(precision: str, device: torch.device):
     """Autocast for bf16/fp16 (over fp32 weights); nothing for fp32/fp64. ``precision`` is resolved."""
     dtype = AUTOCAST_DTYPE.get(precision)
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def grad_scaler(precision: str, device: torch.device, sharded: bool = False):
+    """fp16 autocast scales the loss so small gradients do not flush to zero (a no-op scaler otherwise);
+    with ``sharded`` weights (FSDP) the ranks all-reduce "found inf", so they skip the same steps."""
+    return (ShardedGradScaler if sharded else torch.amp.GradScaler)(device.type, enabled=precision == "fp16")
