@@ -15,7 +15,7 @@ corpus) the variants that could make the decode cheaper:
   for one plane (what a planar Y/CbCr resampler built on torch would pay per plane).
 
 Run: ``python bench/decode_floor.py CORPUS_FOLDER [--images 256] [--json]`` (CORPUS_FOLDER: the
-``--make-corpus`` folder of ``minwa bench loader``, e.g. runs/bench-loader/corpus).
+``make_corpus`` folder of ``minwa bench loader``, e.g. runs/bench-loader/corpus).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 """Where the loader's per-image CPU time goes: decode, resize (planar vs channels-last row, vs Pillow).
 
 One thread, `time.process_time`, over the JPEGs of a folder (e.g. the corpus that `minwa bench loader
---make-corpus N --work DIR` makes in DIR/corpus), the same calls the loader makes: decode to HxWxC, then the
+--set make_corpus=N --set work=DIR` makes in DIR/corpus), the same calls the loader makes: decode to HxWxC, then the
 centre square resized to SIZE x SIZE. Median of ``--repeats`` passes; prints one JSON object (µs per image).
 
     python bench/loader_breakdown.py /tmp/bl3/corpus --images 256

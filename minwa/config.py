@@ -89,6 +89,8 @@ def _resolve_keys(cls, data: dict, prefix: str):
     for key, value in data.items():
         name = key.replace("-", "_")
         where = f"{prefix}.{name}" if prefix else name
+        if name not in types_ and name in getattr(cls, "MOVED", {}):  # a key a dataclass moved elsewhere
+            raise MinwaError(f"config key '{where}' is now '{cls.MOVED[name]}'; set that instead")
         if name not in types_:
             known = ", ".join(sorted(types_))
             raise MinwaError(f"unknown config key '{where}' (known here: {known})")

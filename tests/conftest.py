@@ -1,4 +1,5 @@
-"""Shared fixtures: the real Fashion-MNIST files (tests skip cleanly where they are absent)."""
+"""Shared fixtures: the real Fashion-MNIST files and subsets of them, real photographs (tests skip cleanly
+where they are absent)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from data_fixtures import small_idx
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -23,6 +26,21 @@ def fashion_dir() -> Path:
     if not fashion_available():
         pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
     return FASHION
+
+
+@pytest.fixture(scope="session")
+def fashion_subset(fashion_dir, tmp_path_factory):
+    """A factory: ``fashion_subset(n)`` is an IDX folder of the first ``n`` real Fashion-MNIST training
+    images (and their test split), written once per ``n`` for the whole session."""
+    made: dict[int, Path] = {}
+
+    def make(n: int) -> Path:
+        if n not in made:
+            made[n] = tmp_path_factory.mktemp(f"fashion{n}") / "idx"
+            small_idx(made[n], n=n, real=fashion_dir)
+        return made[n]
+
+    return make
 
 
 @pytest.fixture(scope="session")

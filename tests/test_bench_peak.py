@@ -43,6 +43,6 @@ def test_a_device_without_fast_bf16_is_named():
     """bf16 autocast on a CPU without bf16 units (an AVX2 EPYC: ~1 GFLOP/s against fp32's ~130) trains
     tens of times slower: the benchmark says so."""
     slow = pk.Peak(130e9, "measured: test", {"bf16": 1e9, "fp32": 130e9})
-    assert "precision=fp32" in pk.mfu_fields(10e9, slow)["precision_note"]
+    assert "runtime.precision=fp32" in pk.mfu_fields(10e9, slow)["precision_note"]
     assert pk.mfu_line(10e9, slow).splitlines()[1] == pk.slow_bf16_note(slow)
     assert pk.slow_bf16_note(pk.Peak(900e9, "measured: test", {"bf16": 900e9, "fp32": 200e9})) is None

@@ -98,12 +98,58 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     ("augment.preset=vgg", "unknown augmentation preset 'vgg'"),
     ("augment.p_lens=1.5", "augment.p_lens is a probability in [0, 1], got 1.5"),
     ("parallel.timeout_s=0", "parallel.timeout_s must be a positive, finite number of seconds, got 0.0"),
+    ("precision=fp32", "config key 'precision' is now 'runtime.precision'; set that instead"),
+    ("device=cpu", "config key 'device' is now 'runtime.device'; set that instead"),
+    ("threads=1", "config key 'threads' is now 'runtime.threads'; set that instead"),
+    ("model.channels_last=false", "config key 'model.channels_last' is now 'runtime.channels_last'; set that instead"),
+    ("runtime.precision=fp8", "runtime.precision must be one of auto, bf16, fp16, fp32, fp64, not 'fp8'"),
 ])
 def test_impossible_settings_are_refused_before_any_work(override, words, capsys, tmp_path):
     assert main(["train", "--quiet", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "none"),
                  "--set", override]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and words in err and "\n" not in err
+
+
+@pytest.mark.parametrize("command, text, key", [
+    ("train", 'precision = "bf16"\n', "runtime.precision"),
+    ("train", "[model]\nchannels_last = false\n", "runtime.channels_last"),
+    ("eval", 'device = "cpu"\n', "runtime.device"),
+])
+def test_a_config_file_with_a_moved_key_names_the_new_one(command, text, key, capsys, tmp_path):
+    f = tmp_path / "old.toml"
+    f.write_text(text)
+    assert main([command, "--config", str(f), "--print-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: config key") and f"is now '{key}'" in err and "\n" not in err, err
+
+
+def test_one_runtime_section_and_no_repeated_field():
+    """device, precision, threads and channels_last live only in RuntimeConfig (the ``runtime`` section)."""
+    from minwa.models.config import ModelConfig
+    from minwa.utils.runtime_config import RuntimeConfig
+
+    runtime = {f.name for f in dataclasses.fields(RuntimeConfig)}
+    for cls in (TrainConfig, EvalConfig, ModelConfig):
+        assert not runtime & {f.name for f in dataclasses.fields(cls)}, cls
+    assert TrainConfig().runtime == EvalConfig().runtime == RuntimeConfig()
+    assert all(get_recipe(name).runtime.precision == "auto" for name in RECIPES)
+
+
+def test_device_caps_adapter_still_reaches_torch(monkeypatch):
+    """The private torch probe behind minwa.utils.device_caps must still exist and answer a bool: if torch
+    moves it, this fails here instead of every run silently training in the wrong precision."""
+    import torch
+
+    from minwa.utils import device_caps
+
+    assert isinstance(device_caps.cpu_has_native_bf16(), bool)
+    cpu = torch.device("cpu")
+    for native, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(device_caps, "cpu_has_native_bf16", lambda: native)
+        assert device_caps.resolve_precision("auto", cpu) == want
+    assert device_caps.resolve_precision("fp16", cpu) == "fp16"  # an explicit choice is kept
+    assert device_caps.resolve_precision("auto", torch.device("meta")) == "fp32"
 
 
 def test_shipped_config_files_load():
@@ -128,8 +174,11 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     ("batch_size=0", "batch_size must be at least 1, got 0"),
     ("topk=0", "topk must be at least 1, got 0"),
     ("limit=-1", "limit must not be negative (0 = all images), got -1"),
-    ("precision=fp16", "precision must be fp32 or bf16, not 'fp16'"),
-    ("device=gpu", "device must be auto, cpu, cuda, cuda:N or mps, not 'gpu'"),
+    ("runtime.precision=fp64", "runtime.precision must be one of auto, bf16, fp16, fp32, not 'fp64'"),
+    ("runtime.device=gpu", "runtime.device must be auto, cpu, cuda, cuda:N or mps, not 'gpu'"),
+    ("precision=bf16", "config key 'precision' is now 'runtime.precision'; set that instead"),
+    ("device=cpu", "config key 'device' is now 'runtime.device'; set that instead"),
+    ("channels_last=false", "config key 'channels_last' is now 'runtime.channels_last'; set that instead"),
     ("scales=[224,x]", "config value scales must be an integer, got 'x'"),
     ("flips=true", "unknown config key 'flips'"),
 ])
@@ -166,9 +215,24 @@ def test_config_modules_import_nothing_heavy():
     """Reading a configuration (every command does, before any work) does not import torch or numpy; a
     lazily exported name keeps its value when a submodule of the same name is imported first."""
     code = ("import minwa.train.config, minwa.evaluate.config, minwa.data.config, minwa.augment.config, "
-            "minwa.models.config, minwa.parallel.config, minwa.config, minwa.train.recipes; import sys; "
+            "minwa.models.config, minwa.parallel.config, minwa.config, minwa.train.recipes, "
+            "minwa.utils.runtime_config; import sys; "
             "heavy = sorted(m for m in ('torch', 'numpy') if m in sys.modules); assert not heavy, heavy; "
             "import minwa.parallel.parallelize; from minwa.parallel import parallelize; "
             "assert callable(parallelize) and parallelize.__module__ == 'minwa.parallel.parallelize'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_run_records_the_precision_auto_became(fashion_subset, tmp_path):
+    """runtime.precision = "auto" (the recipes' default) is saved resolved: config.toml says what ran."""
+    import torch
+
+    from minwa.utils.device_caps import resolve_precision
+
+    out = tmp_path / "run"
+    assert main(["train", "--quiet", "--data", str(fashion_subset(600)), "--out", str(out), "--epochs", "0.2",
+                 "--set", "data.val=", "--set", "eval_every=0", "--set", "runtime.device=cpu",
+                 "--set", 'model.kwargs={"widths": [8, 16]}', "--set", "data.batch_size=64"]) == 0
+    saved = config_io.load(TrainConfig(), out / "config.toml")
+    assert saved.runtime.precision == resolve_precision("auto", torch.device("cpu")) != "auto"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
+import json
 
 import numpy as np
 import pytest
 
-from minwa.benchmarks import loader as bench
 from minwa.benchmarks.corpus import make_corpus
+from minwa.cli import main
 from minwa.data import open_dataset
 
 
@@ -25,13 +25,8 @@ def test_corpus_is_imagenet_like_jpegs(tmp_path):
 
 def test_loader_benchmark_smoke(tmp_path, capsys):
     pytest.importorskip("webdataset")
-    p = argparse.ArgumentParser()
-    bench.add_arguments(p)
-    args = p.parse_args(["--make-corpus", "48", "--work", str(tmp_path), "--rounds", "1", "--size", "64",
-                         "--batch-size", "8", "--workers", "2", "--json"])
-    assert bench.run(args) == 0
-    import json
-
+    assert main(["bench", "loader", "--set", "make_corpus=48", "--set", f"work={tmp_path}", "--set", "rounds=1",
+                 "--set", "size=64", "--set", "batch_size=8", "--set", "workers=2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("minwa_img_s", "pil_dataloader_img_s", "webdataset_img_s", "decode_ceiling_img_s"):
         assert out[key] > 0, key
@@ -39,13 +34,7 @@ def test_loader_benchmark_smoke(tmp_path, capsys):
 
 
 def test_integrity_benchmark_smoke(capsys):
-    import json
-
-    from minwa.benchmarks import integrity
-
-    p = argparse.ArgumentParser()
-    integrity.add_arguments(p)
-    assert integrity.run(p.parse_args(["--images", "3", "--rounds", "1", "--json"])) == 0
+    assert main(["bench", "integrity", "--set", "images=3", "--set", "rounds=1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["images"] == 3 and 0 < out["crc_share_of_decode"]["decode_full"] < 1
     assert set(out["us_per_100kb"]) == {"crc32", "decode_full", "decode_for_224"}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from data_fixtures import jpeg_bytes, photo, photo_folder, small_idx
+from data_fixtures import jpeg_bytes, photo, photo_folder
 from minwa.cli import main
 
 
@@ -26,11 +26,9 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def idx(tmp_path_factory, fashion_dir) -> Path:
+def idx(fashion_subset) -> Path:
     """The first 600 real Fashion-MNIST training images as an IDX folder."""
-    folder = tmp_path_factory.mktemp("idx")
-    small_idx(folder, 600, real=fashion_dir)
-    return folder
+    return fashion_subset(600)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +37,7 @@ def ckpt(tmp_path_factory, idx) -> Path:
     out = tmp_path_factory.mktemp("run")
     assert main(["train", "--quiet", "--data", str(idx), "--out", str(out), "--epochs", "1",
                  "--set", "data.val=", "--set", "eval_every=0", "--set", 'model.kwargs={"widths": [8, 16]}',
-                 "--set", "data.batch_size=64", "--set", "precision=fp32"]) == 0
+                 "--set", "data.batch_size=64", "--set", "runtime.precision=fp32"]) == 0
     return out / "final"
 
 
@@ -231,9 +229,10 @@ def test_non_finite_numbers_in_config_files_are_refused(tmp_path, capsys, idx, s
 
 
 @pytest.mark.parametrize("override, field", [
-    ("threads=-1", "threads"),
-    ("device=tpu", "device"),
-    ("device=cuda:x", "device"),
+    ("runtime.threads=-1", "runtime.threads"),
+    ("runtime.device=tpu", "runtime.device"),
+    ("runtime.device=cuda:x", "runtime.device"),
+    ("runtime.precision=fp8", "runtime.precision"),
     ('model.kwargs={"widths": "abc"}', "widths"),
     ('model.kwargs={"widths": [8, 0]}', "widths"),
     ('model.kwargs={"depth": 3}', "depth"),

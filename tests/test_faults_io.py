@@ -35,11 +35,9 @@ TINY = ["--set", 'model.kwargs={"widths": [16, 32, 64]}', "--set", "data.batch_s
 
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def fashion_idx(tmp_path_factory, fashion_dir) -> Path:
+def fashion_idx(fashion_subset) -> Path:
     """3,000 real Fashion-MNIST training images as an IDX folder."""
-    folder = tmp_path_factory.mktemp("fm")
-    small_idx(folder, n=3000, real=fashion_dir)
-    return folder
+    return fashion_subset(3000)
 
 
 @pytest.fixture(scope="module")

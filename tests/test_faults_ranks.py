@@ -18,13 +18,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from data_fixtures import small_idx
 
 HERE = Path(__file__).parent
 # 1,280 images / 32 = 40 steps per epoch; half an epoch = 20 steps, float64 and no dropout: exact
 COMMON = ["--quiet", "--epochs", "0.5", "--set", "data.batch_size=32", "--set", "eval_every=0",
-          "--set", "log_every=5", "--set", "data.val=", "--set", "precision=fp64", "--set", "threads=1",
-          "--set", "model.channels_last=false", "--set", "optim.ema=0", "--set", "data.workers=0"]
+          "--set", "log_every=5", "--set", "data.val=", "--set", "runtime.precision=fp64", "--set", "runtime.threads=1",
+          "--set", "runtime.channels_last=false", "--set", "optim.ema=0", "--set", "data.workers=0"]
 TINY = ["--model", "deepimage-tiny", "--set", 'model.kwargs={"dropout": 0.0, "fc": [48, 40]}']
 BN = ["--model", "fashion-net", "--set", 'model.kwargs={"widths": [8, 16]}']
 
@@ -49,10 +48,8 @@ def max_diff(a: Path, b: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def data(fashion_dir, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fm") / "idx"
-    small_idx(folder, n=1280, real=fashion_dir)
-    return folder
+def data(fashion_subset):
+    return fashion_subset(1280)
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from data_fixtures import small_idx
 
 # 2,560 images / 32 = 80 steps per epoch, 4 epochs = 320 steps, a resumable state every 40 steps
 ARGS = ["--quiet", "--epochs", "4", "--set", "data.batch_size=32", "--set", "save_every=0.5",
-        "--set", "eval_every=0", "--set", "log_every=1", "--set", "data.val=", "--set", "precision=fp32",
-        "--set", 'model.kwargs={"widths": [8, 16]}', "--set", "threads=1", "--set", "data.workers=0"]
+        "--set", "eval_every=0", "--set", "log_every=1", "--set", "data.val=", "--set", "runtime.precision=fp32",
+        "--set", 'model.kwargs={"widths": [8, 16]}', "--set", "runtime.threads=1", "--set", "data.workers=0"]
 TOTAL = 320
 
 # kill before the KILL_AT-th JSON write of the state saves: each save writes its minwa.json, then LATEST
@@ -70,10 +69,8 @@ def _assert_same_weights(a: Path, b: Path):
 
 
 @pytest.fixture(scope="module")
-def data(fashion_dir, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fm") / "idx"
-    small_idx(folder, n=2560, real=fashion_dir)
-    return folder
+def data(fashion_subset):
+    return fashion_subset(2560)
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +205,22 @@ def test_a_damaged_state_is_refused_before_it_is_read(data, straight, tmp_path):
     (current / "minwa.json").write_text('{"format": "minwa-dcp/1"}')
     r = _train(data, out, "--resume", str(out), "--epochs", "5", check=False)
     assert r.returncode == 2 and "minwa.json is damaged" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_fp16_run_resumes_exactly_with_its_gradient_scaler(data, tmp_path):
+    """fp16 autocast trains through a GradScaler whose scale backs off on overflow (65536 -> 32768 in the
+    first steps here): the scale and its growth count are part of the resumable state, so a run killed
+    inside its second save resumes to the uninterrupted run's weights bit for bit."""
+    fp16 = ["--epochs", "0.5", "--set", "save_every=0.25", "--set", "runtime.precision=fp16"]
+    straight16 = tmp_path / "straight"
+    _train(data, straight16, *fp16)
+    out = tmp_path / "run"
+    env = {**os.environ, "KILL_AT": "3"}  # before the second save's state JSON: the step-20 state stays current
+    cmd = [sys.executable, "-c", INJECT, "train", "--data", str(data), "--out", str(out), *ARGS, *fp16]
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == -signal.SIGKILL
+    state = json.loads((out / "train_state" / "LATEST").read_text())["current"]
+    scaler = json.loads((out / "train_state" / state / "minwa.json").read_text())["extra"]["grad_scaler"]
+    assert state.startswith("state-000000020-") and scaler["scale"] < 65536.0  # it backed off before the kill
+    _train(data, out, "--resume", str(out), *fp16)
+    _assert_same_weights(straight16, out)
+    assert _losses(out) == _losses(straight16)

@@ -3,16 +3,16 @@
 Both turn the same S x S uint8 photographs (real ones from scikit-image, shorter side resized to S,
 default 512) into normalised float C x C crops (default 224) with the Deep Image transforms:
 
-- ``minwa_img_s``: ``Augmenter(preset)`` on batches of ``--batch-size`` on ``--device`` with ``--cores``
+- ``minwa_img_s``: ``Augmenter(preset)`` on batches of ``batch_size`` on ``runtime.device`` with ``cores``
   torch/numba threads (on a CPU: the fused numba kernel when numba is installed, else PyTorch ops).
-- ``albumentations_img_s``: the nearest equivalents, one image at a time, in ``--cores`` worker
+- ``albumentations_img_s``: the nearest equivalents, one image at a time, in ``cores`` worker
   processes (OpenCV single-threaded in each): RandomCrop, HorizontalFlip, Rotate(+-10, p=0.5),
   OpticalDistortion(0.25, p=0.5), RGBShift(+-20), a vignette written as an Albumentations transform
   (p=0.5), Normalize.
-  The batch is handed as ``--layout``: ``nhwc`` (default) is the photographs' own H x W x C memory seen
+  The batch is handed as ``layout``: ``nhwc`` (default) is the photographs' own H x W x C memory seen
   as N x C x H x W through ``permute`` (no copy: the very bytes the peer reads, and what a JPEG decoder
   produces); ``nchw`` is a contiguous planar copy. Every call returns a fresh output tensor.
-- ``minwa_nchw_img_s`` (with ``--layout nhwc``): the same on the planar copy.
+- ``minwa_nchw_img_s`` (with ``layout = nhwc``): the same on the planar copy.
 - ``minwa_reuse_img_s``: ``Augmenter(..., reuse_output=True)``: one output tensor overwritten by every
   batch, as a trainer that consumes each batch before the next may use it.
 - ``minwa_torch_img_s`` (CPU, with numba installed): the same engine forced onto its PyTorch path.
@@ -34,36 +34,24 @@ import time
 import numpy as np
 import torch
 
+from rich.console import Console
+from rich.table import Table
+
+from minwa.augment import AugmentConfig, Augmenter, cpu_kernel
+from minwa.augment.preview import resize_short_side
+from minwa.benchmarks.config import AugmentBenchConfig
 from minwa.errors import MinwaError
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "camera", "retina")
 
 
-def add_arguments(p):
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (the augmenter's device)")
-    p.add_argument("--preset", default="deepimage", help="augmentation preset (default deepimage)")
-    p.add_argument("--scale", type=int, default=512, help="S: input images are S x S (default 512)")
-    p.add_argument("--crop", type=int, default=224, help="C: output crops are C x C (default 224)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--images", type=int, default=0, help="images per round and contestant (default 1024 CPU, 65536 GPU)")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--cores", type=int, default=0, help="threads for minwa = worker processes for the peer (default: all)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "numba"], help="minwa's CPU path")
-    p.add_argument("--layout", default="nhwc", choices=["nhwc", "nchw"],
-                   help="input memory: nhwc = the photos' own H x W x C bytes (no copy), nchw = planar copy")
-    p.add_argument("--skip", default="", help="comma-separated contestants to leave out: albumentations,torch,nchw")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-
-
 def photos(scale: int) -> np.ndarray:
     """uint8 (K, S, S, 3): scikit-image's sample photographs, shorter side resized to S, centre square."""
-    try:
+    try:  # scikit-image: a dev dependency, for the photographs only
         from skimage import data
     except ImportError:
         raise MinwaError("bench augment needs scikit-image for its photographs (pip install -e '.[dev]')") from None
-    from minwa.augment.preview import resize_short_side
-
     out = []
     for name in PHOTOS:
         try:
@@ -82,7 +70,7 @@ _PEER: dict = {}
 
 
 def _vignette_class():
-    import albumentations as A
+    import albumentations as A  # the peer: a dev dependency, imported only when it runs
 
     class Vignette(A.ImageOnlyTransform):
         """minwa's vignette (smoothstep falloff beyond a random radius, random strength) for Albumentations."""
@@ -108,7 +96,7 @@ def _vignette_class():
 
 
 def albumentations_pipeline(crop: int):
-    import albumentations as A
+    import albumentations as A  # the peer and its OpenCV: dev dependencies
     import cv2
 
     return A.Compose([
@@ -123,7 +111,7 @@ def albumentations_pipeline(crop: int):
 
 
 def _peer_init(images: np.ndarray, crop: int) -> None:
-    import cv2
+    import cv2  # the peer's OpenCV: a dev dependency
 
     cv2.setNumThreads(1)
     _PEER["images"] = images
@@ -157,35 +145,31 @@ def _time_minwa(aug, batch, idx, images: int, device: torch.device, epoch0: int)
     return steps * len(batch) / dt
 
 
-def run(args) -> int:
-    from minwa.augment import AugmentConfig, Augmenter, cpu_kernel
-
-    device = torch.device(args.device)
+def run(cfg: AugmentBenchConfig) -> int:
+    device = torch.device(cfg.runtime.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise MinwaError(f"device {args.device} is not available here")
-    if args.crop > args.scale:
-        raise MinwaError("--crop must not exceed --scale")
-    cores = args.cores or os.cpu_count() or 1
+        raise MinwaError(f"device {cfg.runtime.device} is not available here")
+    cores = cfg.cores or os.cpu_count() or 1
     torch.set_num_threads(cores)
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    images = args.images or (65536 if device.type == "cuda" else 1024)
+    skip = set(cfg.skip)
+    images = cfg.images or (65536 if device.type == "cuda" else 1024)
 
-    pics = photos(args.scale)
-    reps = -(-args.batch_size // len(pics))
-    hwc = torch.from_numpy(np.ascontiguousarray(np.tile(pics, (reps, 1, 1, 1))[: args.batch_size])).to(device)
+    pics = photos(cfg.scale)
+    reps = -(-cfg.batch_size // len(pics))
+    hwc = torch.from_numpy(np.ascontiguousarray(np.tile(pics, (reps, 1, 1, 1))[: cfg.batch_size])).to(device)
     planar = hwc.permute(0, 3, 1, 2).contiguous()
-    batch = hwc.permute(0, 3, 1, 2) if args.layout == "nhwc" else planar
-    idx = torch.arange(args.batch_size, device=device)
-    cfg = AugmentConfig(preset=args.preset)
+    batch = hwc.permute(0, 3, 1, 2) if cfg.layout == "nhwc" else planar
+    idx = torch.arange(cfg.batch_size, device=device)
+    aug_cfg = AugmentConfig(preset=cfg.preset)
 
-    contestants = {"minwa": Augmenter(cfg, args.crop, MEAN, STD, backend=args.backend)}
+    contestants = {"minwa": Augmenter(aug_cfg, cfg.crop, MEAN, STD, backend=cfg.backend)}
     inputs = {"minwa": batch}
-    if args.layout == "nhwc" and "nchw" not in skip:
+    if cfg.layout == "nhwc" and "nchw" not in skip:
         contestants["minwa_nchw"], inputs["minwa_nchw"] = contestants["minwa"], planar
-    contestants["minwa_reuse"] = Augmenter(cfg, args.crop, MEAN, STD, backend=args.backend, reuse_output=True)
+    contestants["minwa_reuse"] = Augmenter(aug_cfg, cfg.crop, MEAN, STD, backend=cfg.backend, reuse_output=True)
     inputs["minwa_reuse"] = batch
-    if device.type == "cpu" and cpu_kernel.available() and args.backend != "torch" and "torch" not in skip:
-        contestants["minwa_torch"] = Augmenter(cfg, args.crop, MEAN, STD, backend="torch")
+    if device.type == "cpu" and cpu_kernel.available() and cfg.backend != "torch" and "torch" not in skip:
+        contestants["minwa_torch"] = Augmenter(aug_cfg, cfg.crop, MEAN, STD, backend="torch")
         inputs["minwa_torch"] = planar
     t0 = time.perf_counter()
     for name, aug in contestants.items():
@@ -194,19 +178,19 @@ def run(args) -> int:
 
     pool = None
     if "albumentations" not in skip:
-        try:
+        try:  # albumentations: the peer, a dev dependency
             import albumentations
         except ImportError:
             raise MinwaError("bench augment needs albumentations 2.x for its peer (pip install -e '.[dev]'), "
-                             "or --skip albumentations") from None
-        pool = mp.get_context("fork").Pool(cores, initializer=_peer_init, initargs=(pics, args.crop))
+                             "or --set skip=[albumentations]") from None
+        pool = mp.get_context("fork").Pool(cores, initializer=_peer_init, initargs=(pics, cfg.crop))
         pool.map(_peer_work, [(0, 4)] * cores)  # warm up every worker
 
     rates: dict[str, list[float]] = {name: [] for name in contestants}
     if pool is not None:
         rates["albumentations"] = []
     try:
-        for r in range(args.rounds):
+        for r in range(cfg.rounds):
             for name, aug in contestants.items():
                 rates[name].append(_time_minwa(aug, inputs[name], idx, images if name != "minwa_torch" else images // 4,
                                                device, 1 + r * 1000))
@@ -222,8 +206,8 @@ def run(args) -> int:
 
     report = {
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
-        "cores": cores, "preset": args.preset, "scale": args.scale, "crop": args.crop,
-        "batch_size": args.batch_size, "layout": args.layout, "images_per_round": images, "rounds": args.rounds,
+        "cores": cores, "preset": cfg.preset, "scale": cfg.scale, "crop": cfg.crop,
+        "batch_size": cfg.batch_size, "layout": cfg.layout, "images_per_round": images, "rounds": cfg.rounds,
         "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "minwa_backend": "numba" if contestants["minwa"].uses_kernel(batch) else "torch",
         "minwa_warmup_s": round(warmup_s, 2),
@@ -237,19 +221,16 @@ def run(args) -> int:
             if name not in rates:
                 continue
             report[key] = round(statistics.median(m / a for m, a in zip(rates[name], rates["albumentations"])), 2)
-    if args.json:
+    if cfg.json:
         print(json.dumps(report))
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"augment {args.preset}: {args.scale} -> {args.crop}, {report['device']}, {cores} cores")
+        table = Table(title=f"augment {cfg.preset}: {cfg.scale} -> {cfg.crop}, {report['device']}, {cores} cores")
         table.add_column("contestant")
         table.add_column("images/s", justify="right")
         for name in rates:
             table.add_row(name, f"{report[f'{name}_img_s']:,.0f}")
         Console().print(table)
         if "ratio" in report:
-            print(f"minwa / albumentations = {report['ratio']:.2f}x ({args.layout} input), with reused output "
+            print(f"minwa / albumentations = {report['ratio']:.2f}x ({cfg.layout} input), with reused output "
                   f"{report['ratio_reuse']:.2f}x (medians of per-round ratios)")
     return 0

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from minwa.errors import MinwaError
+from minwa.utils.atomic import atomic_write_bytes
+
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 SIZE = (500, 375)  # width, height
 
 
 def load_photos() -> dict[str, np.ndarray]:
     try:
-        import skimage.data
+        import skimage.data  # scikit-image: a dev dependency, for the photographs only
     except ImportError:
-        from minwa.errors import MinwaError
-
         raise MinwaError("making the benchmark corpus needs scikit-image (pip install 'minwa[dev]')") from None
     return {name: getattr(skimage.data, name)()[:, :, :3] for name in PHOTOS}
 
@@ -51,8 +52,6 @@ def corpus_image(photo: np.ndarray, rng: np.random.Generator, quality: int = 90)
 
 def make_corpus(out, n: int, seed: int = 0, quality: int = 90) -> Path:
     """Write ``n`` JPEGs as an ImageFolder tree ``out/<photo>/<i>.jpg`` (skipped when already complete)."""
-    from minwa.utils.atomic import atomic_write_bytes
-
     out = Path(out)
     marker = out / f".corpus-{n}-{seed}-{quality}"
     if marker.exists():

@@ -2,8 +2,8 @@
 
 Every sample the loader reads from shards of index version 2 is checked against its CRC-32
 (``minwa.data.index.sample_crc``) before it is decoded. This times, on ImageNet-like JPEGs made from real
-photographs (``minwa.benchmarks.corpus``, 500x375 at ``--quality``), in one process, interleaved over
-``--rounds`` rounds: the CRC of each image's bytes, a full-size simplejpeg decode, and the streaming
+photographs (``minwa.benchmarks.corpus``, 500x375 at ``quality``), in one process, interleaved over
+``rounds`` rounds: the CRC of each image's bytes, a full-size simplejpeg decode, and the streaming
 loader's decode for 224 px output (``decode.decode(..., min_side=224)``, DCT-domain downscaling where it
 applies). Reported: medians over rounds, in microseconds per image and per 100 KB of JPEG, and the CRC
 as a share of each decode.
@@ -18,16 +18,10 @@ import time
 
 import numpy as np
 
+from minwa.benchmarks.config import IntegrityBenchConfig
 from minwa.benchmarks.corpus import corpus_image, load_photos
 from minwa.data import decode as dec
 from minwa.data.index import sample_crc
-
-
-def add_arguments(p):
-    p.add_argument("--images", type=int, default=64, help="JPEGs to time (default 64)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the images (default 95: ~100 KB)")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _us_per_image(fn, datas: list[bytes], repeat: int) -> float:
@@ -38,10 +32,10 @@ def _us_per_image(fn, datas: list[bytes], repeat: int) -> float:
     return (time.perf_counter() - t0) / (repeat * len(datas)) * 1e6
 
 
-def run(args) -> int:
+def run(cfg: IntegrityBenchConfig) -> int:
     photos = list(load_photos().values())
     rng = np.random.default_rng(0)
-    datas = [corpus_image(photos[k % len(photos)], rng, quality=args.quality) for k in range(args.images)]
+    datas = [corpus_image(photos[k % len(photos)], rng, quality=cfg.quality) for k in range(cfg.images)]
     kb = float(np.mean([len(d) for d in datas])) / 1000
     contestants = {
         "crc32": (lambda d: sample_crc(d), 20),
@@ -49,21 +43,21 @@ def run(args) -> int:
         "decode_for_224": (lambda d: dec.decode(d, 3, min_side=224), 1),
     }
     times: dict[str, list[float]] = {k: [] for k in contestants}
-    for _ in range(args.rounds):
+    for _ in range(cfg.rounds):
         for name, (fn, repeat) in contestants.items():
             times[name].append(_us_per_image(fn, datas, repeat))
     us = {k: statistics.median(v) for k, v in times.items()}
     result = {
-        "images": len(datas), "mean_jpeg_kb": round(kb, 1), "quality": args.quality, "rounds": args.rounds,
+        "images": len(datas), "mean_jpeg_kb": round(kb, 1), "quality": cfg.quality, "rounds": cfg.rounds,
         "us_per_image": {k: round(v, 1) for k, v in us.items()},
         "us_per_100kb": {k: round(v * 100 / kb, 1) for k, v in us.items()},
         "crc_share_of_decode": {k: round(us["crc32"] / us[k], 4) for k in ("decode_full", "decode_for_224")},
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
     }  # fmt: skip
-    if args.json:
+    if cfg.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{len(datas)} JPEGs of {kb:.0f} KB (500x375, q{args.quality}), median of {args.rounds} rounds:")
+    print(f"{len(datas)} JPEGs of {kb:.0f} KB (500x375, q{cfg.quality}), median of {cfg.rounds} rounds:")
     for name, v in us.items():
         share = "" if name == "crc32" else f"  (CRC = {us['crc32'] / v:.1%} of it)"
         print(f"  {name:<15} {v:8.1f} us/image  {v * 100 / kb:8.1f} us/100 KB{share}")

@@ -1,7 +1,7 @@
-"""`minwa bench loader SHARDS`: minwa's loader, its two peers and the decode ceiling, side by side.
+"""`minwa bench loader --data SHARDS`: minwa's loader, its two peers and the decode ceiling, side by side.
 
-All four produce S x S uint8 batches (S = ``--size``, default 224: shorter side resized to S, centre
-square) with the same number of worker processes, in one run, interleaved over ``--rounds`` rounds so
+All four produce S x S uint8 batches (S = ``size``, default 224: shorter side resized to S, centre
+square) with the same number of worker processes, in one run, interleaved over ``rounds`` rounds so
 that a shared machine's drift hits all of them alike:
 
 - ``minwa_img_s``: ``build_loader(..., cache="none")`` streaming the shards (simplejpeg, torch resize).
@@ -12,8 +12,8 @@ that a shared machine's drift hits all of them alike:
 
 Each loader's rate is taken after its first batch (worker start-up excluded, the same for all). The
 reported figure per contestant is the median over rounds; the ratios are medians of per-round ratios.
-``--make-corpus N`` first writes N ImageNet-like JPEGs made from real photographs
-(``minwa.benchmarks.corpus``) and packs them. ``--device cuda`` adds the device-cache paths: decoded
+``make_corpus = N`` first writes N ImageNet-like JPEGs made from real photographs
+(``minwa.benchmarks.corpus``) and packs them. ``runtime.device = cuda`` adds the device-cache paths: decoded
 pixels on the GPU (``minwa_device_cache_img_s``) and, with torchvision, JPEG bytes decoded by nvJPEG per
 batch (``minwa_jpeg_cache_img_s``).
 """
@@ -31,26 +31,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 import torch
 
+from minwa.benchmarks.config import LoaderBenchConfig
+from minwa.benchmarks.corpus import make_corpus
 from minwa.benchmarks.cputime import cpu_seconds
+from minwa.data import DataConfig, build_loader, open_dataset, pack
 from minwa.errors import MinwaError
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
-
-
-def add_arguments(p):
-    p.add_argument("shards", nargs="?", help="packed folder of JPEG shards (default: the --make-corpus one)")
-    p.add_argument("--make-corpus", type=int, default=0, metavar="N", help="first make N photos and pack them")
-    p.add_argument("--work", default="runs/bench-loader", help="folder for the corpus and its shards")
-    p.add_argument("--size", type=int, default=224, help="S: output images are S x S (default 224)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=0, help="worker processes for every contestant (default: cores)")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--images", type=int, default=0, help="images per measurement (default: the whole set)")
-    p.add_argument("--device", default="cpu", help="also time the device-cache path on this device (e.g. cuda)")
-    p.add_argument("--skip", default="", help="comma-separated contestants to leave out: pil,webdataset")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _peer(name: str):
@@ -101,8 +91,6 @@ _DS = {}
 
 
 def _decode_range(bounds):
-    import simplejpeg
-
     torch.set_num_threads(1)
     ds = _DS["ds"]
     for i in range(*bounds):
@@ -131,56 +119,50 @@ def decode_ceiling(ds, workers: int, limit: int) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------------------------- run
-def prepare(args) -> Path:
-    from minwa.data import pack
-
-    if args.make_corpus:
-        from minwa.benchmarks.corpus import make_corpus
-
-        work = Path(args.work)
-        corpus = make_corpus(work / "corpus", args.make_corpus)
+def prepare(cfg) -> Path:
+    if cfg.make_corpus:
+        work = Path(cfg.work)
+        corpus = make_corpus(work / "corpus", cfg.make_corpus)
         shards = work / "shards"
         if not (shards / "manifest.json").is_file():
-            pack(corpus, shards, shard_size=max(64, args.make_corpus // 16), progress=not args.json)
+            pack(corpus, shards, shard_size=max(64, cfg.make_corpus // 16), progress=not cfg.json)
         return shards
-    if not args.shards:
-        raise MinwaError("give a shard folder, or --make-corpus N to make one from real photographs")
-    return Path(args.shards)
+    if not cfg.data:
+        raise MinwaError("give a shard folder (--data PATH), or --set make_corpus=N to make one from real photographs")
+    return Path(cfg.data)
 
 
-def run(args) -> int:
-    from minwa.data import DataConfig, build_loader, open_dataset
-
-    shards = prepare(args)
+def run(cfg: LoaderBenchConfig) -> int:
+    shards = prepare(cfg)
     ds = open_dataset(shards)
     if ds.channels != 3:
         raise MinwaError(f"the loader benchmark needs photographs (3 channels); {shards} holds {ds.channels}-channel images")
-    workers = args.workers or os.cpu_count() or 1
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    workers = cfg.workers or os.cpu_count() or 1
+    skip = set(cfg.skip)
     source = Path(ds.manifest["source"]["path"])
     pil_peer = _peer("peer_pil_loader") if "pil" not in skip and source.is_dir() else None
     wds_peer = _peer("peer_webdataset") if "webdataset" not in skip else None
     if wds_peer is not None and importlib.util.find_spec("webdataset") is None:
         wds_peer = None
-    cfg = DataConfig(scale=args.size, batch_size=args.batch_size, workers=workers, cache="none", seed=0)
+    data_cfg = DataConfig(scale=cfg.size, batch_size=cfg.batch_size, workers=workers, cache="none", seed=0)
     contestants = {
-        "decode_ceiling": lambda r: decode_ceiling(ds, workers, args.images),
-        "minwa": lambda r: time_batches(lambda: build_loader(cfg, ds, train=True, epoch=r), args.images),
+        "decode_ceiling": lambda r: decode_ceiling(ds, workers, cfg.images),
+        "minwa": lambda r: time_batches(lambda: build_loader(data_cfg, ds, train=True, epoch=r), cfg.images),
     }
     if pil_peer:
         contestants["pil_dataloader"] = lambda r: time_batches(
-            lambda: pil_peer.make_loader(source, args.size, args.batch_size, workers, seed=r), args.images)
+            lambda: pil_peer.make_loader(source, cfg.size, cfg.batch_size, workers, seed=r), cfg.images)
     if wds_peer:
         contestants["webdataset"] = lambda r: time_batches(
-            lambda: wds_peer.make_loader(shards, args.size, args.batch_size, workers, seed=r), args.images)
+            lambda: wds_peer.make_loader(shards, cfg.size, cfg.batch_size, workers, seed=r), cfg.images)
     rounds: dict[str, list[float]] = {k: [] for k in contestants}
     cpu: dict[str, list[float]] = {k: [] for k in contestants}
-    for r in range(args.rounds):
+    for r in range(cfg.rounds):
         for name, fn in contestants.items():
             rate, cpu_us = fn(r)
             rounds[name].append(rate)
             cpu[name].append(cpu_us)
-            if not args.json:
+            if not cfg.json:
                 print(f"round {r + 1}: {name:16s} {rate:8.0f} images/s  {cpu_us:6.0f} CPU us/image", flush=True)
 
     result = {f"{k}_img_s": round(statistics.median(v), 1) for k, v in rounds.items()}
@@ -193,20 +175,20 @@ def run(args) -> int:
     for peer in ("pil_dataloader", "webdataset", "decode_ceiling"):
         if peer in cpu:
             result[f"minwa_cpu_efficiency_vs_{peer}"] = round(statistics.median(cpu[peer]) / statistics.median(cpu["minwa"]), 3)
-    result["minwa_cache_img_s"] = round(cache_rate(ds, args, "cpu"), 1)
-    if args.device != "cpu":
-        result["minwa_device_cache_img_s"] = round(cache_rate(ds, args, args.device), 1)
-        if torch.device(args.device).type == "cuda" and importlib.util.find_spec("torchvision") is not None:
-            result["minwa_jpeg_cache_img_s"] = round(cache_rate(ds, args, args.device, kind="jpeg"), 1)
+    result["minwa_cache_img_s"] = round(cache_rate(ds, cfg, "cpu"), 1)
+    if cfg.runtime.device != "cpu":
+        result["minwa_device_cache_img_s"] = round(cache_rate(ds, cfg, cfg.runtime.device), 1)
+        if torch.device(cfg.runtime.device).type == "cuda" and importlib.util.find_spec("torchvision") is not None:
+            result["minwa_jpeg_cache_img_s"] = round(cache_rate(ds, cfg, cfg.runtime.device, kind="jpeg"), 1)
     result.update(
         rounds={k: [round(x, 1) for x in v] for k, v in rounds.items()},
-        settings={"shards": str(shards), "images": len(ds), "size": args.size, "batch_size": args.batch_size,
-                  "workers": workers, "rounds": args.rounds,
+        settings={"shards": str(shards), "images": len(ds), "size": cfg.size, "batch_size": cfg.batch_size,
+                  "workers": workers, "rounds": cfg.rounds,
                   "mean_megapixels": round(float(np.mean(ds.index["height"] * ds.index["width"])) / 1e6, 3)},
         machine={"cpus": os.cpu_count(), "cpu": _cpu_name(), "python": platform.python_version(),
                  "torch": torch.__version__, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
     )  # fmt: skip
-    if args.json:
+    if cfg.json:
         print(json.dumps(result, indent=2))
     else:
         for k, v in result.items():
@@ -215,14 +197,12 @@ def run(args) -> int:
     return 0
 
 
-def cache_rate(ds, args, device: str, kind: str = "") -> float:
+def cache_rate(ds, cfg: LoaderBenchConfig, device: str, kind: str = "") -> float:
     """Images/s of a cache path over one epoch, setting up excluded: decoded pixels (decode once, then
     index: ``memory`` on the CPU, ``device`` elsewhere), or ``kind="jpeg"``: nvJPEG decoding every batch."""
-    from minwa.data import DataConfig, build_loader
-
-    cfg = DataConfig(scale=args.size, batch_size=args.batch_size, workers=args.workers or os.cpu_count() or 1,
-                     cache=kind or ("device" if device != "cpu" else "memory"))
-    loader = build_loader(cfg, ds, train=True, device=device)
+    data_cfg = DataConfig(scale=cfg.size, batch_size=cfg.batch_size, workers=cfg.workers or os.cpu_count() or 1,
+                          cache=kind or ("device" if device != "cpu" else "memory"))
+    loader = build_loader(data_cfg, ds, train=True, device=device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     n, t0 = 0, time.perf_counter()
     for b in loader:

@@ -19,13 +19,14 @@ import torch
 
 # dense (no sparsity) TFLOP/s per GPU from NVIDIA's datasheets; first match on torch.cuda.get_device_name
 VENDOR_TFLOPS = (
-    ("H200", {"bf16": 989.5, "tf32": 494.7, "fp32": 66.9, "fp64": 66.9}),  # SXM (NVL: 835 bf16, lower)
-    ("H100 PCIe", {"bf16": 756.0, "tf32": 378.0, "fp32": 51.2, "fp64": 51.2}),
-    ("H100", {"bf16": 989.5, "tf32": 494.7, "fp32": 66.9, "fp64": 66.9}),  # SXM (NVL: 835 bf16, lower)
-    ("A100", {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5, "fp64": 19.5}),
+    ("H200", {"bf16": 989.5, "fp16": 989.5, "tf32": 494.7, "fp32": 66.9, "fp64": 66.9}),  # SXM (NVL: 835 bf16, lower)
+    ("H100 PCIe", {"bf16": 756.0, "fp16": 756.0, "tf32": 378.0, "fp32": 51.2, "fp64": 51.2}),
+    ("H100", {"bf16": 989.5, "fp16": 989.5, "tf32": 494.7, "fp32": 66.9, "fp64": 66.9}),  # SXM (NVL: 835 bf16, lower)
+    ("A100", {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5, "fp64": 19.5}),
 )
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp64": torch.float64}
-RUNS_IN = {"bf16": ("bf16", "fp32"), "fp32": ("fp32",), "fp64": ("fp64",)}  # bf16 = autocast over fp32
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "fp64": torch.float64}
+# a resolved precision (not "auto") -> the dtypes it computes in: bf16/fp16 = autocast over fp32
+RUNS_IN = {"bf16": ("bf16", "fp32"), "fp16": ("fp16", "fp32"), "fp32": ("fp32",), "fp64": ("fp64",)}
 SIZES = {"cpu": (1024, 2048, 4096), "cuda": (4096, 8192, 16384)}
 SUSPECT = ("PEAK SUSPECT: an MFU above 100% means this peak is no upper bound here (Winograd convolutions "
            "count more FLOPs than they do, or the matmul library is slow): quote FLOP/s or images/s, not the MFU")
@@ -111,7 +112,7 @@ def slow_bf16_note(peak: Peak) -> str | None:
     if bf16 is None or fp32 is None or bf16 * 4 > fp32:
         return None
     return (f"note: bf16 matmuls run at {bf16 / 1e9:.1f} GFLOP/s on this device against fp32's {fp32 / 1e9:.0f}: "
-            "it has no fast bf16 path, so train with --set precision=fp32")
+            "it has no fast bf16 path, so train with --set runtime.precision=fp32")
 
 
 def mfu_fields(achieved_flop_s: float, peak: Peak) -> dict:

@@ -9,7 +9,7 @@ Also reported: each strategy's overhead on ONE rank (a 1-process group with the 
 is the cost of FSDP/DDP/DTensor bookkeeping itself. On a CPU machine gloo's collectives (reduce-scatter is
 built from all-reduce) and a shared 2-core CPU mean no real scaling: the numbers are reported as measured.
 Each configuration is a separate torchrun launch of this module (``python -m minwa.benchmarks.scaling
---worker ...``); rank 0 writes its timing to a JSON file that the driver collects.
+--worker --config bench.json ...``); rank 0 writes its timing to a JSON file that the driver collects.
 """
 
 from __future__ import annotations
@@ -24,33 +24,17 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
 
+from minwa import config as config_io
+from minwa.benchmarks.config import ScalingBenchConfig
 from minwa.errors import MinwaError
-
-STRATS = ("fsdp", "butterfly", "hybrid")
-
-
-def add_arguments(p):
-    p.add_argument("--model", default="deepimage-tiny", help="registry model (an FC head is needed for hybrid)")
-    p.add_argument("--img-size", type=int, default=0, help="input size (0 = the model's default scale)")
-    p.add_argument("--in-chans", type=int, default=0, help="input channels (0 = the model's default)")
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--strategies", default=",".join(STRATS))
-    p.add_argument("--procs", default="", help="process counts, e.g. 1,2,4 (default: 1, 2, 4, ... up to the "
-                                               "GPUs on CUDA or the CPU cores otherwise)")
-    p.add_argument("--batch-per-rank", type=int, default=64, help="images per rank per step (paper: 64)")
-    p.add_argument("--steps", type=int, default=10, help="timed steps")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=3, help="timed windows of --steps; the best one counts "
-                   "(a shared machine only ever slows a window down)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: FSDP/hybrid compute in "
-                   "bf16 with fp32 reduction; butterfly and none use autocast")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads per process (default 1: on CPU one "
-                   "process = one core, as one process = one GPU on CUDA)")
-    p.add_argument("--no-overhead", action="store_true", help="skip the 1-rank overhead runs")
-    p.add_argument("--out", default="", help="also write results.json and scaling.png here")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+from minwa.models import create_model
+from minwa.parallel import ParallelConfig, ParallelDims, init_distributed, parallelize, shutdown
+from minwa.utils.atomic import atomic_save_figure, atomic_write_json
+from minwa.utils.device import resolve_device
+from minwa.utils.device_caps import resolve_precision
 
 
 def _default_procs(device: str) -> list[int]:
@@ -65,18 +49,15 @@ def _default_procs(device: str) -> list[int]:
     return procs
 
 
-def _launch(args, nproc: int, strategy: str, result: Path, force_group: bool) -> dict:
+def _launch(cfg_file: Path, threads: int, nproc: int, strategy: str, result: Path, force_group: bool) -> dict:
+    """One torchrun launch of the worker; the settings travel as the bench's config file (``cfg_file``)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--rdzv_backend=c10d",
-           "--rdzv_endpoint=localhost:0", "-m", "minwa.benchmarks.scaling", "--worker",
-           "--strategy", strategy, "--result", str(result), "--model", args.model,
-           "--img-size", str(args.img_size), "--in-chans", str(args.in_chans), "--num-classes", str(args.num_classes),
-           "--batch-per-rank", str(args.batch_per_rank), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--repeats", str(args.repeats),
-           "--precision", args.precision, "--device", args.device, "--threads", str(args.threads)]
+           "--rdzv_endpoint=localhost:0", "-m", "minwa.benchmarks.scaling", "--worker", "--config", str(cfg_file),
+           "--strategy", strategy, "--result", str(result)]
     if force_group:
         cmd.append("--force-group")
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = str(args.threads)  # torchrun sets 1 only for several processes: be explicit
+    env["OMP_NUM_THREADS"] = str(threads)  # torchrun sets 1 only for several processes: be explicit
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if not result.exists():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-12:]
@@ -84,42 +65,40 @@ def _launch(args, nproc: int, strategy: str, result: Path, force_group: bool) ->
     return json.loads(result.read_text())
 
 
-def run(args) -> int:
-    strategies = [s for s in args.strategies.split(",") if s]
-    for s in strategies:
-        if s not in STRATS:
-            raise MinwaError(f"unknown strategy '{s}' for the scaling bench (known: {', '.join(STRATS)})")
-    try:
-        procs = [int(x) for x in args.procs.split(",") if x] or _default_procs(args.device)
-    except ValueError:
-        raise MinwaError(f"--procs must be a comma-separated list of integers, got '{args.procs}'") from None
-    if args.batch_per_rank < 1 or args.steps < 1:
-        raise MinwaError("--batch-per-rank and --steps must be positive")
+def run(cfg: ScalingBenchConfig) -> int:
+    procs = list(cfg.procs) or _default_procs(cfg.runtime.device)
+    threads = max(1, cfg.runtime.threads)
     rows, overhead = [], {}
     with tempfile.TemporaryDirectory(prefix="minwa-scaling-") as tmp:
         tmp = Path(tmp)
-        base = _launch(args, 1, "none", tmp / "base.json", False)
+        cfg_file = tmp / "bench.json"
+        atomic_write_json(cfg_file, config_io.to_dict(cfg))
+
+        def launch(nproc: int, strategy: str, name: str, force_group: bool = False) -> dict:
+            return _launch(cfg_file, threads, nproc, strategy, tmp / f"{name}.json", force_group)
+
+        base = launch(1, "none", "base")
         rows.append({"strategy": "none", **base})
-        for s in strategies:
-            if not args.no_overhead:
-                one = _launch(args, 1, s, tmp / f"{s}-1.json", True)
+        for s in cfg.strategies:
+            if cfg.overhead:
+                one = launch(1, s, f"{s}-1", force_group=True)
                 overhead[s] = {"images_per_s": one["images_per_s"],
                                "relative_to_none": one["images_per_s"] / base["images_per_s"]}
             for n in procs:
                 if n == 1:
                     continue
-                rows.append({"strategy": s, **_launch(args, n, s, tmp / f"{s}-{n}.json", False)})
+                rows.append({"strategy": s, **launch(n, s, f"{s}-{n}")})
     for r in rows:
         r["speedup"] = r["images_per_s"] / base["images_per_s"]
         r["efficiency"] = r["speedup"] / r["processes"]
-    report = {"model": args.model, "device": base["device"], "backend": rows[-1].get("backend", ""),
-              "batch_per_rank": args.batch_per_rank, "precision": args.precision, "steps": args.steps,
-              "threads_per_process": args.threads,
+    report = {"model": cfg.model, "device": base["device"], "backend": rows[-1].get("backend", ""),
+              "batch_per_rank": cfg.batch_per_rank, "precision": base["precision"], "steps": cfg.steps,
+              "threads_per_process": threads,
               "host": os.uname().nodename, "cpu_count": os.cpu_count(), "torch": torch.__version__,
               "rows": rows, "one_rank_overhead": overhead}
-    if args.out:
-        _write(Path(args.out), report)
-    if args.json:
+    if cfg.out:
+        _write(Path(cfg.out), report)
+    if cfg.json:
         print(json.dumps(report, indent=2))
     else:
         _print_table(report)
@@ -138,10 +117,8 @@ def _print_table(report: dict) -> None:
 
 
 def _write(out: Path, report: dict) -> None:
-    from minwa.utils.atomic import atomic_save_figure, atomic_write_json
-
     atomic_write_json(out / "results.json", report)
-    import matplotlib
+    import matplotlib  # heavy (~0.5 s), only when a figure is written; the Agg backend before pyplot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -164,31 +141,23 @@ def _write(out: Path, report: dict) -> None:
 
 def _worker(argv: list[str]) -> None:
     p = argparse.ArgumentParser()
-    add_arguments(p)
     p.add_argument("--worker", action="store_true")
+    p.add_argument("--config", required=True, help="the driver's ScalingBenchConfig as JSON")
     p.add_argument("--strategy", required=True)
     p.add_argument("--result", required=True)
     p.add_argument("--force-group", action="store_true", help="apply the strategy even on one rank")
-    a = p.parse_args(argv)
+    w = p.parse_args(argv)
+    a = config_io.load(ScalingBenchConfig(), w.config)
+    torch.set_num_threads(max(1, a.runtime.threads))
 
-    import torch.nn.functional as F
-
-    torch.set_num_threads(max(1, a.threads))
-
-    from minwa.models import create_model
-    from minwa.parallel import ParallelConfig, ParallelDims, init_distributed, parallelize, shutdown
-    from minwa.parallel.dims import resolve_device
-
-    cfg = ParallelConfig(strategy=a.strategy if a.strategy != "none" else "auto")
-    if a.force_group:  # one rank, but with the strategy's machinery: its overhead
-        import torch.distributed as dist
-
-        dev = resolve_device(a.device, 0)
+    cfg = ParallelConfig(strategy=w.strategy if w.strategy != "none" else "auto")
+    if w.force_group:  # one rank, but with the strategy's machinery: its overhead
+        dev = resolve_device(a.runtime.device, 0)
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend, device_id=dev if dev.type == "cuda" else None)
-        dims = ParallelDims(0, 1, 0, dev, a.strategy, backend, 1)
+        dims = ParallelDims(0, 1, 0, dev, w.strategy, backend, 1)
     else:
-        dims = init_distributed(cfg, a.device)
+        dims = init_distributed(cfg, a.runtime.device)
     kwargs = {"num_classes": a.num_classes}
     if a.in_chans:
         kwargs["in_chans"] = a.in_chans
@@ -198,7 +167,8 @@ def _worker(argv: list[str]) -> None:
     model = create_model(a.model, **kwargs)
     size = a.img_size or model.default_scale
     chans = a.in_chans or model.in_chans
-    bf16 = a.precision == "bf16"
+    precision = resolve_precision(a.runtime.precision, dims.device)
+    bf16 = precision == "bf16"
     model = parallelize(model, dims, cfg, param_dtype=torch.bfloat16 if bf16 else None)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     gen = torch.Generator().manual_seed(dims.rank)
@@ -233,11 +203,10 @@ def _worker(argv: list[str]) -> None:
         times.append(time.perf_counter() - t0)
     dt = min(times)
     if dims.is_main:
-        from minwa.utils.atomic import atomic_write_json
-
         name = torch.cuda.get_device_name(dims.device) if dims.device.type == "cuda" else "cpu"
-        atomic_write_json(a.result, {"processes": dims.world_size, "images_per_s": global_batch * a.steps / dt,
-                                     "step_s": dt / a.steps, "device": name, "backend": dims.backend})
+        atomic_write_json(w.result, {"processes": dims.world_size, "images_per_s": global_batch * a.steps / dt,
+                                     "step_s": dt / a.steps, "device": name, "backend": dims.backend,
+                                     "precision": precision})
     shutdown(exit_code=0)
 
 

@@ -1,20 +1,20 @@
 """`minwa bench throughput`: training-step images/s and MFU, JPEG shards against data already on the device.
 
-One run builds a real :class:`minwa.train.Trainer` (model, ``deepimage`` augmentation, SGD, bf16 autocast)
-and times ``Trainer.train_step`` on up to three sources of batches, interleaved over ``--repeats``
+One run builds a real :class:`minwa.train.Trainer` (model, ``deepimage`` augmentation, SGD, ``runtime.precision``: auto = bf16 where the device has bf16 units)
+and times ``Trainer.train_step`` on up to three sources of batches, interleaved over ``repeats``
 rounds so that drift hits them alike:
 
 - ``synthetic``: random uint8 S×S images already on the device (a few rotating sets), through the real
   augmenter and step: the ceiling where loading costs nothing.
-- ``real``: ``build_loader`` streaming the JPEG shards (``--workers`` decode processes, ``cache=none``),
-  with a thread that keeps ``--prefetch`` batches ready on the device (on CUDA their host-to-device
+- ``real``: ``build_loader`` streaming the JPEG shards (``workers`` decode processes, ``cache=none``),
+  with a thread that keeps ``prefetch`` batches ready on the device (on CUDA their host-to-device
   copies run on a side stream), so loading overlaps compute. The workers decode ahead while the other
   paths are timed (up to ``workers * 2 + 1`` batches in shared slots, plus the thread's), so each real
   round first drains that many batches untimed: the timed steps see the decoders' sustained rate, not a
   full buffer (``real_drained_batches_per_round``).
-- ``device_cache`` (``--cache device``): the shards decoded once into one uint8 tensor on the device.
-- ``jpeg_cache`` (``--cache jpeg``, CUDA): the JPEG bytes held in host memory, decoded per batch on the
-  GPU by nvJPEG (``data.cache=jpeg``). ``--cache all`` times both caches.
+- ``device_cache`` (``cache = device``): the shards decoded once into one uint8 tensor on the device.
+- ``jpeg_cache`` (``cache = jpeg``, CUDA): the JPEG bytes held in host memory, decoded per batch on the
+  GPU by nvJPEG (``data.cache=jpeg``). ``cache = all`` times both caches.
 
 MFU = 3 × forward FLOPs per image (``forward_flops_per_image``) × images/s / the peak for the step's
 precision on the device (``minwa.benchmarks.peak.training_peak``: the vendor's figure for a known GPU,
@@ -25,7 +25,6 @@ waits for the host (a batch not ready, a copy not done, kernels not yet launched
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -38,38 +37,28 @@ import time
 from pathlib import Path
 
 import torch
+from rich.console import Console
+from rich.table import Table
 
+from minwa.augment.config import AugmentConfig
+from minwa.benchmarks.config import ThroughputBenchConfig
+from minwa.benchmarks.loader import _cpu_name, prepare
 from minwa.benchmarks.peak import SUSPECT, slow_bf16_note, training_peak
+from minwa.benchmarks.train import forward_flops_per_image
+from minwa.data import build_loader, open_dataset
+from minwa.data.config import DataConfig
+from minwa.data.loader import Batch
+from minwa.data.workers import ring_size
 from minwa.errors import MinwaError
+from minwa.models import create_model
+from minwa.models.config import ModelConfig
+from minwa.train import Trainer
+from minwa.train.build import model_kwargs
+from minwa.train.config import TrainConfig
+from minwa.utils.device import resolve_device
+from minwa.utils.device_caps import resolve_precision
 
 PATHS = ("synthetic", "real", "device_cache", "jpeg_cache")
-
-
-def add_arguments(p):
-    p.add_argument("--model", default="deepimage16", help="registry model (default deepimage16, Table 2)")
-    p.add_argument("--size", type=int, default=224, help="C: the crop fed to the network (default 224)")
-    p.add_argument("--scale", type=int, default=0, help="S: the loader's image side (default round(C*256/224))")
-    p.add_argument("--batch", type=int, default=256, help="images per step")
-    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
-    p.add_argument("--steps", type=int, default=20, help="timed steps per round and path")
-    p.add_argument("--warmup", type=int, default=5, help="untimed steps before each path's first round")
-    p.add_argument("--repeats", type=int, default=3, help="rounds; the median round counts")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (as model.compile=true)")
-    p.add_argument("--augment", default="deepimage", help="augmentation preset (default deepimage)")
-    p.add_argument("--shards", help="packed folder of JPEG shards (default: the --make-corpus one)")
-    p.add_argument("--make-corpus", type=int, default=0, metavar="N", help="first make N photos and pack them")
-    p.add_argument("--work", default="runs/bench-throughput", help="folder for the corpus, shards and run files")
-    p.add_argument("--workers", type=int, default=0, help="decode processes (default: cores - 1, at least 1)")
-    p.add_argument("--prefetch", type=int, default=2, help="batches held ready on the device (0: no thread)")
-    p.add_argument("--cache", default="none", choices=["none", "device", "jpeg", "all"],
-                   help="also time the device cache of decoded pixels (device), of JPEG bytes (jpeg) or both")
-    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
-                   help="let cuDNN pick the fastest convolution algorithms (CUDA only)")
-    p.add_argument("--peak-n", type=int, default=0,
-                   help="largest matmul side for a measured peak (default 16384 on CUDA, 4096 on CPU)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 # ------------------------------------------------------------------------------------------ sources
@@ -154,8 +143,6 @@ def endless(loader):
 def synthetic_batches(trainer, sets: int = 4):
     """Random uint8 S×S batches already on the device, rotating over ``sets`` buffers (so repeated steps do
     not read one buffer from cache), with fresh sample indices so every step draws new augmentations."""
-    from minwa.data.loader import Batch
-
     b, dev = trainer.global_batch, trainer.device
     g = torch.Generator().manual_seed(0)
     shape = (b, trainer.in_chans, trainer.scale, trainer.scale)
@@ -237,82 +224,67 @@ class PathTimer:
 
 
 # ---------------------------------------------------------------------------------------------- run
-def build_trainer(args, shards: Path, device: torch.device):
-    from minwa.augment.config import AugmentConfig
-    from minwa.data.config import DataConfig
-    from minwa.models.config import ModelConfig
-    from minwa.train import Trainer
-    from minwa.train.config import TrainConfig
-
-    scale = args.scale or round(args.size * 256 / 224)
-    if args.size > scale:
-        raise MinwaError(f"--size {args.size} is larger than --scale {scale}")
-    workers = args.workers or max(1, (os.cpu_count() or 2) - 1)
-    cfg = TrainConfig(
-        recipe="throughput", out=str(Path(args.work) / "run"), overwrite=True, epochs=1e6, precision=args.precision,
-        device=str(device), eval_every=0, log_every=10**9,
-        data=DataConfig(train=str(shards), scale=scale, crop=args.size, batch_size=args.batch, workers=workers,
+def build_trainer(cfg: ThroughputBenchConfig, shards: Path, device: torch.device, precision: str):
+    """The Trainer whose step is timed; ``precision`` is resolved (not "auto")."""
+    scale = cfg.scale or round(cfg.size * 256 / 224)
+    workers = cfg.workers or max(1, (os.cpu_count() or 2) - 1)
+    runtime = dataclasses.replace(cfg.runtime, device=str(device), precision=precision)
+    train_cfg = TrainConfig(
+        recipe="throughput", out=str(Path(cfg.work) / "run"), overwrite=True, epochs=1e6, eval_every=0,
+        log_every=10**9, runtime=runtime,
+        data=DataConfig(train=str(shards), scale=scale, crop=cfg.size, batch_size=cfg.batch, workers=workers,
                         cache="none"),
-        augment=AugmentConfig(preset=args.augment),
-        model=ModelConfig(name=args.model, channels_last=args.channels_last, compile=args.compile),
+        augment=AugmentConfig(preset=cfg.augment),
+        model=ModelConfig(name=cfg.model, compile=cfg.compile),
     )  # fmt: skip
-    return Trainer(cfg)
+    return Trainer(train_cfg)
 
 
 def flops_per_image(trainer) -> float:
     """Forward FLOPs per C×C image, counted on a CPU twin of the model (the counter feeds CPU tensors)."""
-    from minwa.benchmarks.train import forward_flops_per_image
-    from minwa.models import create_model
-    from minwa.train.trainer import model_kwargs
-
     twin = create_model(trainer.cfg.model.name, num_classes=len(trainer.classes), in_chans=trainer.in_chans,
                         **model_kwargs(trainer.cfg.model, trainer.crop))
     return forward_flops_per_image(twin, trainer.in_chans, trainer.crop)
 
 
-def run(args) -> int:
-    from minwa.benchmarks.loader import prepare
-    from minwa.data import build_loader, open_dataset
-    from minwa.utils.device import resolve_device
-
-    if min(args.steps, args.repeats, args.batch) < 1 or args.warmup < 0 or args.prefetch < 0:
-        raise MinwaError("--steps, --repeats and --batch must be at least 1, --warmup and --prefetch at least 0")
+def run(cfg: ThroughputBenchConfig) -> int:
     t_bench = time.perf_counter()
-    device = resolve_device(args.device)
-    shards = prepare(args)
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    device = resolve_device(cfg.runtime.device)
+    precision = resolve_precision(cfg.runtime.precision, device)
+    shards = prepare(cfg)
     if open_dataset(shards).channels != 3:
         raise MinwaError(f"the throughput benchmark needs colour photographs; {shards} holds grey images")
-    peak = training_peak(args.precision, device, max_side=args.peak_n)
-    trainer = build_trainer(args, shards, device)
+    peak = training_peak(precision, device, max_side=cfg.peak_n)
+    trainer = build_trainer(cfg, shards, device, precision)
     if device.type == "cuda":  # after the Trainer, which turns autotuning on for itself
-        torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
+        torch.backends.cudnn.benchmark = bool(cfg.cudnn_benchmark)
     fwd = flops_per_image(trainer)
     train_flops = 3 * fwd  # forward + backward ≈ 3× forward
 
     t = time.perf_counter()
     sources = {"synthetic": synthetic_batches(trainer)}
     real = endless(trainer.loader)
-    sources["real"] = Prefetcher(real, args.prefetch, device) if args.prefetch else real
+    sources["real"] = Prefetcher(real, cfg.prefetch, device) if cfg.prefetch else real
     cache_seconds = {}
     for kind in ("device", "jpeg"):
-        if args.cache in (kind, "all"):
+        if cfg.cache in (kind, "all"):
             t_cache = time.perf_counter()
             cached = build_loader(dataclasses.replace(trainer.cfg.data, cache=kind), trainer.train_ds, train=True,
                                   device=str(device))
             cache_seconds[f"{kind}_cache_build_seconds"] = round(time.perf_counter() - t_cache, 2)
             sources[f"{kind}_cache"] = endless(cached)
-    from minwa.data.workers import ring_size
-
-    drain = ring_size(trainer.cfg.data.workers, trainer.cfg.data.prefetch) + args.prefetch  # decoded ahead, at most
+    drain = ring_size(trainer.cfg.data.workers, trainer.cfg.data.prefetch) + cfg.prefetch  # decoded ahead, at most
     timers = {}
     try:
         for name, src in sources.items():
-            timers[name] = PathTimer(name, trainer, src, args.warmup,
+            timers[name] = PathTimer(name, trainer, src, cfg.warmup,
                                      epoch_len=trainer.steps_per_epoch if name == "real" else 0)
-        for r in range(args.repeats):
+        for r in range(cfg.repeats):
             for name, timer in timers.items():
-                rate = timer.round(args.steps, drain if name == "real" else 0)
-                if not args.json:
+                rate = timer.round(cfg.steps, drain if name == "real" else 0)
+                if not cfg.json:
                     print(f"round {r + 1}: {name:12s} {rate:10.1f} images/s", flush=True)
     finally:
         if isinstance(sources["real"], Prefetcher):
@@ -321,9 +293,9 @@ def run(args) -> int:
 
     paths = {name: timer.summary(train_flops, peak.flop_s) for name, timer in timers.items()}
     result = {
-        "model": args.model, "size": trainer.crop, "scale": trainer.scale, "batch": trainer.global_batch,
-        "precision": args.precision, "channels_last": args.channels_last, "compile": args.compile,
-        "augment": args.augment, "workers": trainer.cfg.data.workers, "prefetch": args.prefetch,
+        "model": cfg.model, "size": trainer.crop, "scale": trainer.scale, "batch": trainer.global_batch,
+        "precision": precision, "channels_last": cfg.runtime.channels_last, "compile": cfg.compile,
+        "augment": cfg.augment, "workers": trainer.cfg.data.workers, "prefetch": cfg.prefetch,
         "device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
         "matmul_peak_flop_s": peak.flop_s, "peak_source": peak.source, "peak_measured_flop_s": peak.measured,
@@ -345,12 +317,12 @@ def run(args) -> int:
         # epoch starts inside the real path's steps: each restarts the decode workers (rare on ImageNet)
         real_epoch_restarts=timers["real"].pulled // trainer.steps_per_epoch,
         real_epoch_restarts_in_timed_steps=timers["real"].restarts_timed, real_drained_batches_per_round=drain,
-        steps=args.steps, warmup=args.warmup, repeats=args.repeats, setup_seconds=round(trainer.setup_seconds, 2),
+        steps=cfg.steps, warmup=cfg.warmup, repeats=cfg.repeats, setup_seconds=round(trainer.setup_seconds, 2),
         **cache_seconds,
         timed_seconds=round(timed_seconds, 2), bench_seconds=round(time.perf_counter() - t_bench, 2),
         cpus=os.cpu_count(), python=platform.python_version(),
     )  # fmt: skip
-    if args.json:
+    if cfg.json:
         print(json.dumps(result, indent=2))
     else:
         print_table(result)
@@ -360,14 +332,10 @@ def run(args) -> int:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from minwa.benchmarks.loader import _cpu_name
-
     return _cpu_name()
 
 
 def print_table(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"{result['model']} training step, {result['size']} px from {result['scale']}, batch "
                         f"{result['batch']}, {result['precision']}, {result['augment']} augmentation, "
@@ -383,7 +351,7 @@ def print_table(result: dict) -> None:
     if result["real_epoch_restarts_in_timed_steps"]:
         print(f"note: the corpus is {result['batches_per_epoch']} batches long, so the real path restarted its "
               f"workers {result['real_epoch_restarts_in_timed_steps']} time(s) inside timed steps; use a larger "
-              "--make-corpus to avoid that")
+              "make_corpus to avoid that")
     print(f"{result['forward_flops_per_image'] / 1e9:.3f} GFLOP/image forward (×3 per training image); "
           f"{result['precision']} peak {result['matmul_peak_flop_s'] / 1e12:.2f} TFLOP/s ({result['peak_source']}); "
           f"torch {result['torch']}")

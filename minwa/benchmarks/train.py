@@ -17,27 +17,20 @@ import time
 from pathlib import Path
 
 import torch
+from rich.console import Console
+from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
+from minwa import config as config_io
+from minwa.benchmarks.config import TrainBenchConfig
 from minwa.benchmarks.peak import Peak, mfu_fields, mfu_line, training_peak
+from minwa.data import pack
 from minwa.errors import MinwaError
+from minwa.train import Trainer
+from minwa.train.recipes import get_recipe
 
 PEER = Path(__file__).resolve().parents[2] / "bench" / "peer_train.py"
 
-
-def add_arguments(p):
-    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST IDX folder")
-    p.add_argument("--recipe", default="fashion")
-    p.add_argument("--target", type=float, default=0.94, help="test accuracy to reach (0..1); the run is not cut short")
-    p.add_argument("--thresholds", default="0.92,0.93,0.94", help="also report the time to each of these")
-    p.add_argument("--budget", type=float, default=600.0, help="seconds of training at most, per contestant")
-    p.add_argument("--epochs", type=float, help="override the recipe's epochs")
-    p.add_argument("--peer-epochs", type=int, default=5)
-    p.add_argument("--no-peer", action="store_true", help="skip the plain PyTorch script")
-    p.add_argument("--pack", action="store_true", help="pack to shards first and train from them (timed apart)")
-    p.add_argument("--out", default="runs/bench-train")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def forward_flops_per_image(model: torch.nn.Module, in_chans: int, size: int) -> float:
@@ -50,38 +43,29 @@ def forward_flops_per_image(model: torch.nn.Module, in_chans: int, size: int) ->
     return fc.get_total_flops() / 8
 
 
-def run_minwa(args) -> tuple[dict, Peak]:
-    # imported here: the CLI imports every bench module to build its parser, and minwa.train takes seconds
-    from minwa import config as config_io
-    from minwa.train import Trainer
-    from minwa.train.recipes import get_recipe
-
-    cfg = get_recipe(args.recipe)
-    over = [f"out={args.out}/minwa", "overwrite=true", f"time_budget_s={args.budget}", "target_accuracy=0",
-            f"data.train={args.data}", f"data.val={args.data}"]
-    if args.epochs:
-        over.append(f"epochs={args.epochs}")
+def run_minwa(bench: TrainBenchConfig) -> tuple[dict, Peak]:
+    """The recipe trained as ``minwa train`` would, with ``bench.train``'s fields changed."""
+    over = {"out": f"{bench.out}/minwa", "overwrite": True, "time_budget_s": bench.budget, "target_accuracy": 0.0,
+            "data": {"train": bench.data, "val": bench.data}}
     pack_seconds = None
-    if args.pack:
-        from minwa.data import pack
-
+    if bench.pack:
         t = time.perf_counter()
-        pack(args.data, f"{args.out}/shards", split="train", progress=False)
+        pack(bench.data, f"{bench.out}/shards", split="train", progress=False)
         pack_seconds = time.perf_counter() - t
-        over.append(f"data.train={args.out}/shards")
-    cfg = config_io.load(cfg, None, over + list(args.overrides))
-    trainer = Trainer(cfg, progress=not args.json)
+        over["data"]["train"] = f"{bench.out}/shards"
+    cfg = config_io.merge(config_io.merge(get_recipe(bench.recipe), over), bench.train)
+    trainer = Trainer(cfg, progress=not bench.json)
     flops = forward_flops_per_image(trainer.model, trainer.in_chans, trainer.crop)
-    peak = training_peak(cfg.precision, trainer.device)  # before training, on the device it trains on
+    peak = training_peak(trainer.precision, trainer.device)  # before training, in the precision "auto" became
     r = trainer.fit()
     curve = [{"epoch": round(h["epoch"], 3), "time": round(h["time"], 1), "test_acc": h["val_acc"]}
              for h in r.history if h.get("kind") == "val" and "val_acc" in h]
     train_flops = 3 * flops * r.images_per_s  # forward + backward ≈ 3× forward
-    return {"seconds_to_target": first_time(curve, args.target), "seconds_to": times_to(curve, args), "final_accuracy": r.val_accuracy,
+    return {"seconds_to_target": first_time(curve, bench.target), "seconds_to": times_to(curve, bench), "final_accuracy": r.val_accuracy,
             "best_accuracy": r.best_accuracy, "images_per_s": r.images_per_s, "train_seconds": r.train_seconds,
             "setup_seconds": r.setup_seconds, "pack_seconds": pack_seconds, "epochs": r.epochs,
             "forward_flops_per_image": flops, "achieved_flop_s": train_flops, "curve": curve,
-            "precision": cfg.precision, "model": cfg.model.name, "device": str(trainer.device),
+            "precision": trainer.precision, "model": cfg.model.name, "device": str(trainer.device),
             **mfu_fields(train_flops, peak)}, peak
 
 
@@ -90,42 +74,38 @@ def first_time(curve: list[dict], target: float) -> float | None:
     return next((c["time"] for c in curve if c["test_acc"] >= target), None)
 
 
-def times_to(curve: list[dict], args) -> dict:
-    return {t: first_time(curve, float(t)) for t in args.thresholds.split(",") if t}
+def times_to(curve: list[dict], bench: TrainBenchConfig) -> dict:
+    return {str(t): first_time(curve, t) for t in bench.thresholds}
 
 
-def run_peer(args) -> dict:
+def run_peer(bench: TrainBenchConfig) -> dict:
     if not PEER.is_file():
         raise MinwaError(f"the peer script {PEER} is missing (it lives in the source tree's bench/ folder)")
-    cmd = [sys.executable, str(PEER), "--data", args.data, "--epochs", str(args.peer_epochs),
-           "--time-budget", str(args.budget)]
+    cmd = [sys.executable, str(PEER), "--data", bench.data, "--epochs", str(bench.peer_epochs),
+           "--time-budget", str(bench.budget)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise MinwaError(f"the peer script failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}")
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     final = next(line for line in lines if line.get("final"))
     final["curve"] = [line for line in lines if not line.get("final")]
-    final["seconds_to_target"] = first_time(final["curve"], args.target)
-    final["seconds_to"] = times_to(final["curve"], args)
+    final["seconds_to_target"] = first_time(final["curve"], bench.target)
+    final["seconds_to"] = times_to(final["curve"], bench)
     return final
 
 
-def run(args) -> int:
+def run(bench: TrainBenchConfig) -> int:
     t = time.perf_counter()
-    result = {"recipe": args.recipe, "target": args.target, "budget_s": args.budget,
-              "threads": torch.get_num_threads()}
-    minwa, peak = run_minwa(args)
-    result.update(minwa)
-    if not args.no_peer:
-        result["peer"] = run_peer(args)
+    result = {"recipe": bench.recipe, "target": bench.target, "budget_s": bench.budget, "train": bench.train}
+    minwa, peak = run_minwa(bench)
+    result.update(minwa, threads=torch.get_num_threads())  # after the run set runtime.threads
+    if bench.peer:
+        result["peer"] = run_peer(bench)
     result["bench_seconds"] = time.perf_counter() - t
-    if args.json:
+    if bench.json:
         print(json.dumps(result, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"time to accuracy on Fashion-MNIST's 10,000 test images ({args.recipe})")
+    table = Table(title=f"time to accuracy on Fashion-MNIST's 10,000 test images ({bench.recipe})")
     thresholds = list(result["seconds_to"])
     for c in ("", *[f"s to {float(t):.0%}" for t in thresholds], "final acc", "train img/s"):
         table.add_column(c, justify="right")

@@ -31,8 +31,9 @@ def add_arguments(p):
     p.add_argument("--scales", type=scale_list, default=[], metavar="S1,S2,...", help="test scales (default: each model's own)")
     p.add_argument("--flip", action="store_true", help="also the mirrored image (softmax averaged)")
     p.add_argument("--dense", action="store_true", help="dense testing on the whole image")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--device", default="auto", help="= runtime.device: auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                   help="= runtime.precision (auto: bf16 where the device has bf16 units, else fp16 on GPUs, fp32)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
     add_max_pixels(p)
 

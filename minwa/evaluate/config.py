@@ -5,9 +5,10 @@ from dataclasses import dataclass, field
 
 from minwa import config as config_io
 from minwa.errors import check_rules
-from minwa.utils.device_names import check_device
+from minwa.utils import runtime_config
+from minwa.utils.runtime_config import RuntimeConfig
 
-PRECISIONS = ("fp32", "bf16")  # bf16 = autocast over the fp32 weights
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # autocast over the checkpoint's fp32 weights (no fp64)
 
 
 @dataclass
@@ -23,20 +24,19 @@ class EvalConfig:
     out: str = ""  # folder for the report, confusion matrix PNG and metrics JSON
     split: str = ""  # split of the source to evaluate; "" = the held-out one (IDX: test; split folders: val)
     limit: int = 0  # evaluate only the first N images (0 = all)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 (autocast; faster on CPUs with bf16 units and on GPUs)
-    channels_last: bool = True
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    MOVED = {"device": "runtime.device", "precision": "runtime.precision", "channels_last": "runtime.channels_last"}
 
 
 def check(cfg: EvalConfig) -> EvalConfig:
     """Reject impossible evaluation settings, each in one sentence."""
     config_io.check_finite(cfg)
-    check_device(cfg.device)
+    runtime_config.check(cfg.runtime, PRECISIONS)
     check_rules([
         (all(s >= 1 for s in cfg.scales), f"scales must be positive, got {list(cfg.scales)}"),
         (cfg.batch_size >= 1, f"batch_size must be at least 1, got {cfg.batch_size}"),
         (cfg.topk >= 1, f"topk must be at least 1, got {cfg.topk}"),
         (cfg.limit >= 0, f"limit must not be negative (0 = all images), got {cfg.limit}"),
-        (cfg.precision in PRECISIONS, f"precision must be {' or '.join(PRECISIONS)}, not '{cfg.precision}'"),
     ])
     return cfg

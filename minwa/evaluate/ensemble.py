@@ -9,7 +9,6 @@ a member's views, then the mean over members, so models trained at different sca
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch import nn
 from minwa.errors import MinwaError
 from minwa.evaluate import views as V
 from minwa.evaluate.dense import DenseProbs
+from minwa.utils.device_caps import autocast_for
 
 
 @dataclass
@@ -113,14 +113,6 @@ def prepare(members: list[Member], device, channels_last: bool = True) -> None:
         m._dense = None
 
 
-def _autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise MinwaError(f"eval precision must be fp32 or bf16, not '{precision}'")
-    return contextlib.nullcontext()
-
-
 @torch.inference_mode()
 def view_probs(member: Member, images, scales, flip: bool, dense: bool, device,
                precision: str = "fp32", channels_last: bool = True) -> dict[tuple[int, bool], torch.Tensor]:
@@ -144,7 +136,7 @@ def view_probs(member: Member, images, scales, flip: bool, dense: bool, device,
             x = x.to(dtype)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(precision, device):
+            with autocast_for(precision, device):
                 p = net(x) if dense else torch.softmax(member.model(x).float(), dim=1)
             p = p.float().cpu()
             out[(s, False)][idx] = p[: len(idx)]

@@ -22,6 +22,7 @@ from minwa.evaluate.ensemble import (Member, ensemble_probs, load_members, mean_
 from minwa.evaluate.metrics import Accumulator, mean_class_accuracy
 from minwa.evaluate.report import EvalReport, per_class_rows
 from minwa.utils.device import resolve_device
+from minwa.utils.device_caps import resolve_precision
 
 
 def _views(scales, flip):
@@ -92,9 +93,11 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
     """
     t0 = time.perf_counter()
     check(cfg)
-    device = resolve_device(cfg.device)
+    rt = cfg.runtime
+    device = resolve_device(rt.device)
+    precision = resolve_precision(rt.precision, device)
     members = members or load_members(cfg.ckpts, device)
-    prepare(members, device, cfg.channels_last)
+    prepare(members, device, rt.channels_last)
     dataset = dataset if dataset is not None else _open_eval_data(cfg, members)
     classes = _check_classes(dataset, members)
     k = len(classes)
@@ -118,7 +121,7 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
         member_final = {}
         probs_of = {}
         for m in members:
-            vp = view_probs(m, images, scales_of[m.name], cfg.flip, cfg.dense, device, cfg.precision, cfg.channels_last)
+            vp = view_probs(m, images, scales_of[m.name], cfg.flip, cfg.dense, device, precision, rt.channels_last)
             probs_of[m.name] = vp
             member_final[m.name] = mean_probs(vp, vp.keys())
         for row, acc in zip(rows, accs):
@@ -141,7 +144,7 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
         members=[{"name": m.name, "model": m.meta.get("model"), "scale": m.scale, "crop": m.crop,
                   "test_scales": scales_of[m.name]} for m in members],
         settings={"data": str(cfg.data), "split": cfg.split, "flip": cfg.flip, "dense": cfg.dense,
-                  "precision": cfg.precision, "device": str(device), "topk": cfg.topk},
+                  "precision": precision, "device": str(device), "topk": cfg.topk},
         seconds=seconds, images_per_s=n / seconds,
     )
 
@@ -160,11 +163,12 @@ def _progress_bar(enabled: bool, n: int):
 
 
 def predict(ckpts, images, topk: int = 5, *, scales=(), flip: bool = False, dense: bool = False,
-            device: str = "auto", precision: str = "fp32", members: list[Member] | None = None,
+            device: str = "auto", precision: str = "auto", members: list[Member] | None = None,
             max_pixels: int = MAX_PIXELS) -> list[dict]:
     """Top-k classes with probabilities for each image (a path or a uint8 H×W×C array), through the same
     scale/flip/ensemble averaging as :func:`evaluate`; image files over ``max_pixels`` are refused."""
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     members = members or load_members(ckpts, dev)
     prepare(members, dev)
     classes = members[0].classes

@@ -149,5 +149,5 @@ def count_parameters(name: str, num_classes: int = 1000, in_chans: int = 3, **kw
 
 
 def _import_all():
-    # Importing the family modules registers their models.
+    # Importing the family modules registers their models (here, not at the top: each imports this registry).
     from minwa.models import alexnet, deepimage, fashion, inception_bn, resnet  # noqa: F401

@@ -12,6 +12,7 @@ reduce-scatter, so there the hook waits and returns a completed future; on NCCL 
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 
 _reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
@@ -49,8 +50,6 @@ def butterfly_hook(group, bucket: dist.GradBucket) -> torch.futures.Future[torch
 
 
 def wrap_butterfly(model: torch.nn.Module, dims, bucket_mb: float) -> torch.nn.Module:
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
     ids = [dims.device.index] if dims.device.type == "cuda" else None
     ddp = DDP(model, device_ids=ids, bucket_cap_mb=bucket_mb)
     ddp.register_comm_hook(state=None, hook=butterfly_hook)

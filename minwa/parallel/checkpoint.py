@@ -31,7 +31,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
+from torch.distributed.checkpoint import HuggingFaceStorageReader, HuggingFaceStorageWriter, load, save
+from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_state_dict,
+                                                     set_model_state_dict, set_state_dict)
 from torch.distributed.tensor import DTensor
 
 from minwa.errors import MinwaError
@@ -217,8 +220,6 @@ def save_distributed(path, model: nn.Module, optimizer=None, extra: dict | None 
     after every rank's files are on disk. A kill at any moment leaves either the old or the new state
     current, never a mixture; the superseded folders are removed after the switch.
     """
-    from torch.distributed.checkpoint import HuggingFaceStorageWriter, save
-
     path = Path(path)
     world = dist.get_world_size() if _distributed() else 1
     step = int((extra or {}).get("step", 0))
@@ -300,9 +301,6 @@ def load_distributed(path, model: nn.Module, optimizer=None, restore_rng: bool =
     The model and optimizer must be built and parallelized first (their sharding says what each rank
     reads). The RNG state saved by rank 0 is restored on every rank.
     """
-    from torch.distributed.checkpoint import HuggingFaceStorageReader, load
-    from torch.distributed.checkpoint.state_dict import set_state_dict
-
     meta = read_meta(path)
     path = Path(meta["folder"])
     _check_files(path, meta.get("files", {}))  # states saved before checksums existed have none
@@ -326,8 +324,6 @@ def load_distributed(path, model: nn.Module, optimizer=None, restore_rng: bool =
                          f"{'; ...' if len(wrong) > 2 else ''}): resume with the settings it was saved with")
     # optimizer tensors the checkpoint lacks (saved before the first step) keep their fresh values
     wanted = {k: v for k, v in tensors.items() if k in saved}
-    from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception
-
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*single process")
@@ -350,8 +346,6 @@ def load_distributed(path, model: nn.Module, optimizer=None, restore_rng: bool =
         optim_state.setdefault("state", {})  # a stateless optimizer (plain SGD) flattens to no tensors
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=optim_state)
     else:
-        from torch.distributed.checkpoint.state_dict import set_model_state_dict
-
         set_model_state_dict(model, state["model"])
     if restore_rng:
         _set_rng_state(meta.get("rng", {}))

@@ -11,14 +11,17 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import sys
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
 
 from minwa.errors import MinwaError
 from minwa.parallel.config import ParallelConfig, check
-from minwa.utils.device import resolve_device  # noqa: F401  (re-exported: scaling bench imports it here)
+from minwa.parallel.watchdog import start_watchdog, stop_watchdog
+from minwa.utils.device import resolve_device
 
 STRATEGIES = ("auto", "none", "fsdp", "butterfly", "hybrid")
 
@@ -95,8 +98,6 @@ class ParallelDims:
 
     def _mesh(self, key, shape, names):
         if key not in self._meshes:
-            from torch.distributed.device_mesh import init_device_mesh
-
             self._meshes[key] = init_device_mesh(self.device.type, shape, mesh_dim_names=names)
         return self._meshes[key]
 
@@ -149,8 +150,6 @@ def init_distributed(cfg: ParallelConfig, device: str = "auto") -> ParallelDims:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise MinwaError(f"rank {rank} of {world_size} could not join the process group "
                              f"within {cfg.timeout_s:g} s: {first}") from None
-    from minwa.parallel.watchdog import start_watchdog
-
     start_watchdog(dims, cfg.timeout_s)
     return dims
 
@@ -162,8 +161,6 @@ def shutdown(exit_code: int | None = None) -> None:
     group is gone; ``os._exit`` skips the teardown that triggers it. Pass ``exit_code`` at the very end of
     a torchrun worker (after flushing output).
     """
-    from minwa.parallel.watchdog import stop_watchdog
-
     stop_watchdog(clean=exit_code in (None, 0))
     if dist.is_available() and dist.is_initialized():
         try:
@@ -171,8 +168,6 @@ def shutdown(exit_code: int | None = None) -> None:
         except Exception:  # a peer already gone: nothing more to release
             pass
     if exit_code is not None:
-        import sys
-
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(int(exit_code))

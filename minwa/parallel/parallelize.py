@@ -23,9 +23,13 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
 from minwa.errors import MinwaError
+from minwa.parallel.butterfly import wrap_butterfly
 from minwa.parallel.config import ParallelConfig
+from minwa.parallel.hybrid import split_fc_layers
+from minwa.parallel.sync_batchnorm import convert_sync_batchnorm
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
@@ -48,8 +52,6 @@ def _contiguous_params(model: nn.Module) -> None:
 
 
 def _sum_gradients(model: nn.Module) -> None:
-    from torch.distributed.fsdp import FSDPModule
-
     for m in model.modules():
         if isinstance(m, FSDPModule):
             m.set_gradient_divide_factor(1.0)
@@ -63,8 +65,6 @@ def _prefetch_chain(units: list[nn.Module]) -> None:
 
 
 def _mp_policy(cfg: ParallelConfig, param_dtype):
-    from torch.distributed.fsdp import MixedPrecisionPolicy
-
     if param_dtype is None or not cfg.mixed_precision:
         return MixedPrecisionPolicy()
     return MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
@@ -102,25 +102,17 @@ def parallelize(model: nn.Module, dims, cfg: ParallelConfig, param_dtype: torch.
     between = _between(model, checkpointing, compile)
     model = model.to(dims.device)
     if cfg.sync_batchnorm and dims.world_size > 1 and dims.strategy != "none":
-        from minwa.parallel.sync_batchnorm import convert_sync_batchnorm
-
         model = convert_sync_batchnorm(model, dims.device)
     if dims.strategy == "none":  # (a 1-rank group with a strategy still applies it: the bench measures overhead)
         return between(model) if between else model
     if dims.strategy == "butterfly":
-        from minwa.parallel.butterfly import wrap_butterfly
-
         model = between(model) if between else model
         return wrap_butterfly(model, dims, cfg.bucket_mb)
-
-    from torch.distributed.fsdp import fully_shard
 
     _contiguous_params(model)
     mp = _mp_policy(cfg, param_dtype)
     fc: list[nn.Module] = []
     if dims.strategy == "hybrid":
-        from minwa.parallel.hybrid import split_fc_layers
-
         fc = split_fc_layers(model, dims)
         # the split layers return views of DTensor outputs; their in-place neighbours were made out-of-place
         warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")

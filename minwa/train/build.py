@@ -1,4 +1,4 @@
-"""Building a run's pieces from their own sub-configs: the runtime (seed, precision), the data's
+"""Building a run's pieces from their own sub-configs: the runtime (seed), the data's
 geometry and normalisation, and the model (from the registry or a checkpoint to fine-tune).
 
 Each builder takes its section of the config and runtime objects only, so the trainer composes them
@@ -7,7 +7,6 @@ and a benchmark or a notebook can call any one alone.
 
 from __future__ import annotations
 
-import contextlib
 import random
 
 import numpy as np
@@ -22,8 +21,6 @@ from minwa.models.config import ModelConfig
 from minwa.models.finetune import freeze_for_finetune
 from minwa.models.registry import model_accepts
 
-PARAM_DTYPE = {"bf16": torch.float32, "fp32": torch.float32, "fp64": torch.float64}  # bf16 = autocast over fp32
-
 
 # ---------------------------------------------------------------- runtime
 
@@ -31,12 +28,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def autocast_for(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------- data
@@ -90,9 +81,10 @@ def model_kwargs(cfg: ModelConfig, crop: int) -> dict:
 
 
 def build_model(cfg: ModelConfig, num_classes: int, in_chans: int, device, dtype, crop: int = 0, *,
-                init: str = "", finetune: str = "all"):
+                init: str = "", finetune: str = "all", channels_last: bool = False):
     """Create from the registry, or from the checkpoint ``init`` (fine-tuning) with a new head when the
-    classes differ; ``finetune`` (fc | head) freezes the rest. ``(model, trainable params or None, init meta)``."""
+    classes differ; ``finetune`` (fc | head) freezes the rest; ``channels_last`` (``runtime``) lays the
+    weights out NHWC. ``(model, trainable params or None, init meta)``."""
 
     init_meta = None
     if init:
@@ -107,7 +99,7 @@ def build_model(cfg: ModelConfig, num_classes: int, in_chans: int, device, dtype
         model = create_model(cfg.name, num_classes=num_classes, in_chans=in_chans,
                              **model_kwargs(cfg, crop))
     model = model.to(device=device, dtype=dtype)
-    if cfg.channels_last and device.type in ("cpu", "cuda"):
+    if channels_last and device.type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)
     trainable = None
     if init and finetune != "all":

@@ -12,10 +12,8 @@ from minwa.models import config as model_config
 from minwa.models.config import ModelConfig
 from minwa.parallel import config as parallel_config
 from minwa.parallel.config import ParallelConfig
-from minwa.utils.device_names import check_device
-
-
-PRECISIONS = ("bf16", "fp32", "fp64")  # bf16 = autocast over fp32 weights
+from minwa.utils import runtime_config
+from minwa.utils.runtime_config import RuntimeConfig
 
 
 @dataclass
@@ -44,9 +42,6 @@ class TrainConfig:
     epochs: float = 10.0  # may be fractional
     time_budget_s: float = 0.0  # stop after this many seconds of training (0 = no limit)
     target_accuracy: float = 0.0  # stop once val accuracy reaches this (0 = never)
-    precision: str = "bf16"  # bf16 (autocast) | fp32 | fp64
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # torch CPU threads (0 = all cores)
     seed: int = 0  # weights and augmentation
     eval_every: float = 1.0  # epochs between validations (0 = only at the end)
     eval_flip: bool = True  # flip test-time augmentation in validation
@@ -61,6 +56,10 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    # keys that moved into a section: a file or --set that still uses them is told the new name
+    MOVED = {"precision": "runtime.precision", "device": "runtime.device", "threads": "runtime.threads"}
 
 
 def check(cfg: TrainConfig) -> TrainConfig:
@@ -72,10 +71,9 @@ def check(cfg: TrainConfig) -> TrainConfig:
     parallel_config.check(cfg.parallel)
     if not cfg.init:  # with --init the checkpoint's model is used, not model.*
         model_config.check(cfg.model)
-    check_device(cfg.device)
+    runtime_config.check(cfg.runtime)
     o = cfg.optim
     check_rules([
-        (cfg.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not '{cfg.precision}'"),
         (cfg.epochs > 0, f"epochs must be positive, got {cfg.epochs}"),
         (o.lr > 0, f"optim.lr must be positive, got {o.lr}"),
         (o.lr_batch > 0, f"optim.lr_batch must be positive, got {o.lr_batch}"),
@@ -91,7 +89,6 @@ def check(cfg: TrainConfig) -> TrainConfig:
         (cfg.time_budget_s >= 0, f"time_budget_s must not be negative, got {cfg.time_budget_s}"),
         (0 <= cfg.target_accuracy <= 1, f"target_accuracy is a fraction in [0, 1], got {cfg.target_accuracy}"),
         (cfg.log_every >= 1, f"log_every must be at least 1, got {cfg.log_every}"),
-        (cfg.threads >= 0, f"threads must not be negative (0 = all cores), got {cfg.threads}"),
         (cfg.finetune in ("all", "fc", "head"), f"finetune must be all, fc or head, not '{cfg.finetune}'"),
     ])
     return cfg

@@ -40,7 +40,7 @@ from minwa.models.checkpoint import read_meta, save_checkpoint
 from minwa.parallel import failure_guard, full_state_dict, init_distributed, parallelize, shutdown
 from minwa.parallel.parallelize import mixed_precision_dtype
 from minwa.parallel.watchdog import note_progress
-from minwa.train.build import (PARAM_DTYPE, autocast_for, build_model, estimate_mean_std, input_geometry,
+from minwa.train.build import (build_model, estimate_mean_std, input_geometry,
                                model_kwargs, open_split, seed_everything)
 from minwa.train.checkpointer import TrainCheckpointer, drop_superseded_metrics
 from minwa.train.config import TrainConfig, check
@@ -48,6 +48,7 @@ from minwa.train.plots import plot_learning_curve
 from minwa.train.optim import Schedule, build_optimizer, scaled_lr, set_lr
 from minwa.train.run_folder import check_fresh_run_folder
 from minwa.utils.atomic import atomic_write_text
+from minwa.utils.device_caps import PARAM_DTYPE, autocast_for, grad_scaler, resolve_precision
 from minwa.utils.folder_lock import FolderLock
 from minwa.utils.oserrors import os_error
 from minwa.utils.output import prepare_output_folder
@@ -127,13 +128,17 @@ class Trainer:
 
             if cfg.model.name not in list_models():
                 raise MinwaError(f"unknown model '{cfg.model.name}' (known: {', '.join(list_models())})")
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.dims = init_distributed(cfg.parallel, cfg.device)  # cuda:LOCAL_RANK under torchrun
+        if cfg.runtime.threads:
+            torch.set_num_threads(cfg.runtime.threads)
+        self.dims = init_distributed(cfg.parallel, cfg.runtime.device)  # cuda:LOCAL_RANK under torchrun
         self.device = self.dims.device
+        # "auto" becomes what this device runs fast; the saved config.toml records the resolved precision
+        self.cfg = cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(
+            cfg.runtime, precision=resolve_precision(cfg.runtime.precision, self.device)))
+        self.precision = cfg.runtime.precision
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
-        self.dtype = PARAM_DTYPE[cfg.precision]
+        self.dtype = PARAM_DTYPE[self.precision]
         self.is_main = self.dims.is_main
         seed_everything(cfg.seed)
         self.out = Path(cfg.out)
@@ -170,7 +175,8 @@ class Trainer:
     def _setup_model(self):
         cfg = self.cfg
         self.model, trainable, init_meta = build_model(cfg.model, len(self.classes), self.in_chans, self.device,
-                                                      self.dtype, self.crop, init=cfg.init, finetune=cfg.finetune)
+                                                      self.dtype, self.crop, init=cfg.init, finetune=cfg.finetune,
+                                                      channels_last=cfg.runtime.channels_last)
         if self.resume_extra and self.resume_extra.get("mean"):  # never re-estimated on a resume
             self.mean, self.std = self.resume_extra["mean"], self.resume_extra["std"]
         elif init_meta and init_meta.get("mean"):
@@ -182,7 +188,7 @@ class Trainer:
         self.augmenter = Augmenter(self.aug_cfg, out_size=self.crop, mean=self.mean, std=self.std)
 
         self.trainable = trainable
-        self.model = parallelize(self.model, self.dims, cfg.parallel, mixed_precision_dtype(cfg.parallel, cfg.precision),
+        self.model = parallelize(self.model, self.dims, cfg.parallel, mixed_precision_dtype(cfg.parallel, self.precision),
                                  checkpointing=cfg.model.checkpointing, compile=cfg.model.compile)
         self.ema = None
         if cfg.optim.ema > 0:
@@ -198,6 +204,8 @@ class Trainer:
         self.base_lr = scaled_lr(cfg.optim, self.global_batch)
         self.total_steps = max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
         self.schedule = Schedule(cfg.optim, self.total_steps, self.steps_per_epoch)
+        self.scaler = grad_scaler(self.precision, self.device,
+                                  sharded=self.dims.world_size > 1 and self.dims.strategy in ("fsdp", "hybrid"))
         self.criterion = nn.CrossEntropyLoss(reduction="sum", label_smoothing=cfg.optim.label_smoothing)
         self.step = 0
         self.epoch = 0
@@ -213,18 +221,20 @@ class Trainer:
         note_progress()  # the batch is in hand (the watchdog names a rank stuck before or inside a step)
         x = self.augmenter(batch.images, batch.indices, self.epoch, cfg.seed)
         x = x.to(self.dtype)
-        if cfg.model.channels_last:
+        if cfg.runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = batch.labels.to(self.device, non_blocking=True)
         lr = set_lr(self.optimizer, self.base_lr, self.schedule.factor(self.step))
-        with autocast_for(cfg.precision, self.device):
+        with autocast_for(self.precision, self.device):
             logits = self.model(x)
         loss = self.criterion(logits.float() if self.dtype == torch.float32 else logits, y) / self.global_batch
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
         if cfg.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # skipped when fp16 gradients overflowed
+        self.scaler.update()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.step += 1
@@ -353,12 +363,12 @@ class Trainer:
 
                 images = match_channels(images.float(), self.in_chans).round().to(torch.uint8)
             x = self.augmenter.eval(images).to(self.dtype)
-            if self.cfg.model.channels_last:
+            if self.cfg.runtime.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = batch.labels.to(self.device)
             if self.val_label_map is not None:
                 y = self.val_label_map[y]
-            with autocast_for(self.cfg.precision, self.device):
+            with autocast_for(self.precision, self.device):
                 logits = model(x)
                 if self.cfg.eval_flip:
                     logits_f = model(torch.flip(x, dims=[3]))
@@ -437,7 +447,7 @@ class Trainer:
                 "schedule": self.schedule.state_dict(), "world_size": self.dims.world_size,
                 "mean": self.mean, "std": self.std, "model": self.cfg.model.name,
                 "epoch_loss": [float(self.epoch_loss[0]), self.epoch_loss[1]],  # logged means go on exactly
-                "bad_samples": self.bad_samples()}
+                "bad_samples": self.bad_samples(), "grad_scaler": self.scaler.state_dict()}
 
     def bad_samples(self) -> list[dict]:
         """The damaged samples every rank skipped so far, this run and the runs it resumes, by index (a
@@ -476,6 +486,8 @@ class Trainer:
         self._resumed_mid_epoch = True
         self.schedule.load_state_dict(extra["schedule"])
         self.bad_before_resume = list(extra.get("bad_samples", []))
+        if extra.get("grad_scaler"):
+            self.scaler.load_state_dict(extra["grad_scaler"])
         loss_sum, loss_n = extra.get("epoch_loss", (0.0, 0))
         self.epoch_loss = (torch.tensor(loss_sum, dtype=torch.float32 if self.dtype != torch.float64 else self.dtype,
                                         device=self.device), int(loss_n))
