@@ -190,3 +190,9 @@ def test_config_modules_import_nothing_heavy():
             "assert callable(parallelize) and parallelize.__module__ == 'minwa.parallel.parallelize'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_counts_in_messages_agree_in_number():
+    """Issue #16 item 11: "1 classes"."""
+    from minwa.utils.words import plural
+    assert plural(1, "class") == "1 class" and plural(4, "class") == "4 classes" and plural(1234, "image") == "1,234 images"
