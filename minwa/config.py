@@ -29,6 +29,34 @@ def _field_types(cls) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+class CliText(str):
+    """A ``--set`` value as typed: read as a TOML/JSON literal only where the field's type asks for one."""
+
+
+def _literal(text: str, where: str, what: str) -> Any:
+    """``false``/``3``/``[1,2]``/``["a","b"]``/``{"k": 1}`` -> Python value (JSON first, then TOML)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        raise MinwaError(f"config value {where} must be {what}, got {text!r}") from None
+
+
+def _scalar(value: Any) -> Any:
+    """A free-form value (inside ``model.kwargs``): a command-line word is read as a TOML/JSON scalar."""
+    if isinstance(value, CliText):
+        try:
+            return _literal(value, "", "")
+        except MinwaError:
+            return str(value)  # a bare word: the string itself
+    if isinstance(value, dict):
+        return {k: _scalar(v) for k, v in value.items()}
+    return value
+
+
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     """Convert ``value`` (from TOML/YAML/JSON or a command-line string) to the field type ``typ``."""
     origin = typing.get_origin(typ)
@@ -43,23 +71,27 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         return from_dict(typ, value, prefix=where)
     if origin in (list, tuple):
         (inner, *_) = typing.get_args(typ) or (Any,)
-        if isinstance(value, str):  # "a,b" or "[a, b]" from the command line
+        if isinstance(value, str):  # "a,b", "[1,2]" or '["a","b"]' from the command line
             text = value.strip()
-            text = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-            value = [v.strip() for v in text.split(",") if v.strip()]
+            if text.startswith("[") and not text.endswith("]"):
+                raise MinwaError(f"config value {where} must be a list like [1,2] or [\"a\",\"b\"], got {text!r}")
+            try:  # a JSON/TOML list keeps quoted commas; bare words ([a,b], a,b) are split on commas
+                value = _literal(text, where, "a list") if text.startswith("[") else None
+            except MinwaError:
+                value = None
+            if not isinstance(value, list):
+                text = text[1:-1] if text.startswith("[") else text
+                value = [CliText(v.strip()) for v in text.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise MinwaError(f"config value {where} must be a list, got {value!r}")
         items = [_coerce(v, inner, where) for v in value]
         return tuple(items) if origin is tuple else items
     if origin is dict or typ is dict:
         if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                raise MinwaError(f"config value {where} must be a JSON object, got {value!r}") from None
+            value = _literal(value, where, "a JSON object like {\"k\": 1}")
         if not isinstance(value, dict):
             raise MinwaError(f"config value {where} must be a table, got {value!r}")
-        return dict(value)
+        return {k: _scalar(v) for k, v in value.items()}
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -80,7 +112,7 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         return typ(num)
     if typ is str:
         return str(value)
-    return value
+    return _scalar(value)
 
 
 def _resolve_keys(cls, data: dict, prefix: str):
@@ -138,13 +170,13 @@ def nest(pairs) -> dict:
 
 
 def parse_overrides(items: list[str] | None) -> dict:
-    """``["optim.lr=0.1", "data.batch_size=512"]`` -> nested dict of strings."""
+    """``["optim.lr=0.1", "data.batch_size=512"]`` -> nested dict of ``CliText`` (typed later by the field)."""
     pairs = []
     for item in items or []:
         if "=" not in item:
             raise MinwaError(f"override '{item}' must look like key.sub=value")
         key, value = item.split("=", 1)
-        pairs.append((key, value.strip()))
+        pairs.append((key, CliText(value.strip())))
     return nest(pairs)
 
 

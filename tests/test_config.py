@@ -5,12 +5,14 @@ import subprocess
 import sys
 
 import pytest
+from torch import nn
 
 from minwa import config as config_io
 from minwa.augment import Augmenter
 from minwa.augment.config import AugmentConfig
 from minwa.cli import build_parser, main
 from minwa.errors import MinwaError
+from minwa.models.registry import create_model
 from minwa.evaluate.config import EvalConfig
 from minwa.parallel import ParallelConfig, init_distributed
 from minwa.parallel import config as parallel_config
@@ -29,7 +31,23 @@ def test_overrides_are_typed_and_nested():
     assert cfg.optim.momentum == get_recipe("fashion").optim.momentum  # untouched fields keep the recipe's
 
 
+def test_one_set_parser_typed_by_the_field():
+    """Issue #16 item 5: booleans inside model.kwargs are booleans (the string "false" is truthy and built a
+    BatchNorm model); a JSON list is a list, not split on its commas."""
+    cfg = config_io.load(get_recipe("deepimage16-256"), None,
+                         ["model.kwargs.batchnorm=false", 'data.classes=["a","b"]', "model.kwargs.dropout=0.25",
+                          "model.kwargs.note=plain"])
+    assert cfg.model.kwargs["batchnorm"] is False and cfg.model.kwargs["dropout"] == 0.25
+    assert cfg.model.kwargs["note"] == "plain"
+    assert cfg.data.classes == ["a", "b"]
+    assert config_io.load(get_recipe("fashion"), None, ["data.classes=[\"x, y\",\"z\"]"]).data.classes == ["x, y", "z"]
+    model = create_model("deepimage16", num_classes=2, batchnorm=cfg.model.kwargs["batchnorm"])
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
 @pytest.mark.parametrize("bad, words", [
+    (['data.classes=["a",'], "must be a list"),
+    (["model.kwargs={oops"], "must be a JSON object"),
     (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
     (["data.batch_size=big"], "must be an integer"),
     (["eval_flip=maybe"], "true or false"),
@@ -236,3 +254,9 @@ def test_a_run_records_the_precision_auto_became(fashion_subset, tmp_path):
                  "--set", 'model.kwargs={"widths": [8, 16]}', "--set", "data.batch_size=64"]) == 0
     saved = config_io.load(TrainConfig(), out / "config.toml")
     assert saved.runtime.precision == resolve_precision("auto", torch.device("cpu")) != "auto"
+
+
+def test_counts_in_messages_agree_in_number():
+    """Issue #16 item 11: "1 classes"."""
+    from minwa.utils.words import plural
+    assert plural(1, "class") == "1 class" and plural(4, "class") == "4 classes" and plural(1234, "image") == "1,234 images"

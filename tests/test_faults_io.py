@@ -353,3 +353,16 @@ def test_a_finished_run_folder_is_refused_or_cleared_on_request(finished_run, tm
     assert {p.name for p in removed} >= {"final.json", "final.safetensors", "metrics.jsonl"}
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert check_fresh_run_folder(out, overwrite=False) == []  # fresh now
+
+
+def test_killed_run_folder_is_not_appended_to(tmp_path):
+    """Issue #16 item 11: a run killed before final.* (config.toml + metrics.jsonl only) is still a run:
+    a new train refuses it, and --overwrite removes its metrics.jsonl instead of appending to it."""
+    out = tmp_path / "killed"
+    out.mkdir()
+    (out / "config.toml").write_text("epochs = 1\n")
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(MinwaError, match=r"already holds a run \(metrics.jsonl\)"):
+        check_fresh_run_folder(out, overwrite=False)
+    check_fresh_run_folder(out, overwrite=True)
+    assert not (out / "metrics.jsonl").exists()

@@ -27,13 +27,15 @@ def add_arguments(p):
 def run(args) -> int:
     from minwa.data import pack
     from minwa.errors import MinwaError
+    from minwa.utils.words import plural
 
     if args.workers < 0:  # pack() takes any int; a negative count would silently mean one process
         raise MinwaError(f"--workers must be 0 (one per core) or positive, got {args.workers}")
     m = pack(args.src, args.out, max_side=args.max_side, quality=args.quality, shard_size=args.shard_size,
              workers=args.workers, seed=args.seed, split=args.split, progress=not args.quiet)
     rejected = m["rejected"]
-    print(f"packed {m['num_samples']:,} images ({len(m['classes'])} classes) into {len(m['shards'])} shards in "
+    print(f"packed {plural(m['num_samples'], 'image')} ({plural(len(m['classes']), 'class')}) into "
+          f"{plural(len(m['shards']), 'shard')} in "
           f"{args.out} in {m['pack_seconds']:.1f} s; {len(rejected)} rejected"
           + (" (listed in manifest.json):" if rejected else ""))
     for r in rejected[:10]:

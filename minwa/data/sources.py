@@ -18,6 +18,7 @@ import numpy as np
 from minwa.data import decode as dec
 from minwa.data import idx as idxfmt
 from minwa.errors import MinwaError
+from minwa.utils.words import plural
 
 SPLIT_NAMES = ("train", "val", "validation", "test")
 
@@ -64,7 +65,7 @@ class ImageDataset:
         raise NotImplementedError
 
     def describe(self) -> str:
-        return f"{self.kind} {self.path} ({len(self):,} images, {len(self.classes)} classes)"
+        return f"{self.kind} {self.path} ({plural(len(self), 'image')}, {plural(len(self.classes), 'class')})"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
