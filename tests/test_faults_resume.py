@@ -142,8 +142,48 @@ def test_resuming_a_finished_run_changes_nothing(data, straight, tmp_path):
 def test_resume_with_another_model_is_one_sentence(data, straight, tmp_path):
     r = _train(data, straight, "--resume", str(straight), "--epochs", "5",
                "--set", 'model.kwargs={"widths": [8, 32]}', check=False)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.count("\n") == 1 and "does not fit this model" in r.stderr and "[16, 8, 3, 3] there" in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    assert "model.kwargs cannot change on a resume" in r.stderr
+
+
+def test_resume_dir_alone_continues_with_the_runs_own_settings(data, straight, tmp_path):
+    """Issue #16 item 1: `--resume RUN --epochs N` alone used to rebuild the default recipe and fail on
+    the weights' shapes; now the run's config.toml is the base, and only safe settings may change."""
+    out = tmp_path / "run"
+    _kill_when_logged(data, out, 100)
+    cmd = [sys.executable, "-m", "minwa", "train", "--quiet", "--resume", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    _assert_same_weights(straight, out)
+    assert _steps(out) == _steps(straight)
+    r = subprocess.run([*cmd, "--set", "optim.lr=0.5"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "optim.lr cannot change on a resume" in r.stderr
+
+
+def test_ctrl_c_saves_the_state_and_the_resume_is_exact(data, straight, tmp_path):
+    """Issue #16 item 1: SIGINT (Ctrl-C reaches loader workers too) saves the state at the step in hand and
+    exits 130 with how to go on; resuming gives the uninterrupted run's weights and metrics bit for bit."""
+    out = tmp_path / "run"
+    args = [a if a != "data.workers=0" else "data.workers=2" for a in ARGS]
+    cmd = [sys.executable, "-m", "minwa", "train", "--data", str(data), "--out", str(out), *args,
+           "--set", "save_every=0"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.is_file() and metrics.read_bytes().count(b"\n") >= 123):
+        time.sleep(0.001)
+    os.killpg(p.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group, workers included
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert f"minwa train --resume {out}" in err
+    stopped_at = _steps(out)[-1]
+    assert 123 <= stopped_at < TOTAL
+    r = subprocess.run([sys.executable, "-m", "minwa", "train", "--quiet", "--resume", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _steps(out) == _steps(straight) and _losses(out) == _losses(straight)
+    wa, wb = load_file(str(straight / "final.safetensors")), load_file(str(out / "final.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_resume_without_a_state_says_what_is_there(data, tmp_path):

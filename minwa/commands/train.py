@@ -7,11 +7,14 @@ torchrun for several processes or GPUs; parallel.strategy picks fsdp | butterfly
 
 from minwa import config as config_io
 from minwa.commands.config_args import add_config_arguments
+from minwa.errors import MinwaError
+from minwa.train.config import TrainConfig
 from minwa.train.recipes import get_recipe
+from minwa.train.resume_config import resume_config
 
 
 def add_arguments(p):
-    p.add_argument("--recipe", default="fashion", help="starting recipe (fashion, deepimage16-256, ...)")
+    p.add_argument("--recipe", help="starting recipe (fashion, deepimage16-256, ...; default fashion)")
     add_config_arguments(p, "optim.lr=0.05")
     p.add_argument("--data", metavar="PATH", help="training data: shards folder or raw source (= data.train)")
     p.add_argument("--val", metavar="PATH", help="validation data (= data.val)")
@@ -20,7 +23,8 @@ def add_arguments(p):
     p.add_argument("--model", help="registry name (= model.name)")
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (fine-tuning)")
     p.add_argument("--finetune", choices=["all", "fc", "head"], help="with --init: which layers train")
-    p.add_argument("--resume", metavar="DIR", help="resume a run exactly from its saved training state")
+    p.add_argument("--resume", metavar="DIR", help="continue a run exactly from its saved state, with its own settings "
+                   "(only epochs, time budget, intervals, workers, threads may change)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run's outputs in --out (= overwrite=true; otherwise refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -31,7 +35,13 @@ def resolve_config(args):
     flags = {"data.train": args.data, "data.val": args.val, "out": args.out, "epochs": args.epochs,
              "model.name": args.model, "init": args.init, "finetune": args.finetune, "resume": args.resume,
              "overwrite": args.overwrite or None}
-    return config_io.load(get_recipe(args.recipe), args.config, args.overrides, flags=flags)
+    if args.resume:
+        if args.recipe:
+            raise MinwaError("--resume continues a run with its own saved settings; leave out --recipe")
+        cfg = resume_config(TrainConfig, args.resume, args.config, args.overrides, flags=flags)
+        if cfg is not None:
+            return cfg
+    return config_io.load(get_recipe(args.recipe or "fashion"), args.config, args.overrides, flags=flags)
 
 
 def run(args) -> int:

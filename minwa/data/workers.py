@@ -45,7 +45,10 @@ def ring_size(workers: int, prefetch: int) -> int:
 
 def _worker_main(reader, order, batch_size, rank, world_size, images, labels, indices, tasks, results):
     """Decode the batches asked for into their slots; report (batch, slot, rows, error sentence or None,
-    records of damaged samples skipped). Every failure crosses as one sentence, never a traceback."""
+    records of damaged samples skipped). Every failure crosses as one sentence, never a traceback.
+    Ctrl-C reaches the whole process group: the trainer decides what it means (save, then stop), and it
+    ends its workers itself, so a worker ignores SIGINT rather than dying mid-batch."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     while True:
         task = tasks.get()

@@ -49,7 +49,7 @@ class TrainConfig:
     init: str = ""  # checkpoint to start from (fine-tuning)
     finetune: str = "all"  # all | fc (last three FC layers) | head (softmax layer only); with `init`
     resume: str = ""  # run folder or train-state to resume exactly (loader position and RNG included)
-    save_every: float = 0.0  # epochs between resumable train-state saves (0 = end only)
+    save_every: float = 1.0  # epochs between resumable train-state saves (0 = end only; Ctrl-C also saves)
     overwrite: bool = False  # a new run (no resume) may replace a finished run's outputs in `out`
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

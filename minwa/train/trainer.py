@@ -44,6 +44,7 @@ from minwa.train.build import (build_model, estimate_mean_std, input_geometry,
                                model_kwargs, open_split, seed_everything)
 from minwa.train.checkpointer import TrainCheckpointer, drop_superseded_metrics
 from minwa.train.config import TrainConfig, check
+from minwa.train.interrupt import StopRequest
 from minwa.train.plots import plot_learning_curve
 from minwa.train.optim import Schedule, build_optimizer, scaled_lr, set_lr
 from minwa.train.run_folder import check_fresh_run_folder
@@ -283,7 +284,8 @@ class Trainer:
         save_steps = max(1, round(cfg.save_every * self.steps_per_epoch)) if cfg.save_every > 0 else None
         stop = False
         progress = self._progress()
-        with progress or contextlib.nullcontext():
+        interrupt = StopRequest(enabled=self.dims.world_size == 1)
+        with progress or contextlib.nullcontext(), interrupt:
             task = progress.add_task("train", total=self.total_steps, completed=self.step) if progress else None
             while self.step < self.total_steps and not stop:
                 if not self._resumed_mid_epoch:
@@ -318,6 +320,8 @@ class Trainer:
                         t_epoch = time.perf_counter()
                     if save_steps and self.step % save_steps == 0:
                         self.save_train_state()
+                    if interrupt.requested and not at_end:
+                        self._stop_on_signal(interrupt.name)
                     if at_end or over_time or stop:
                         stop = True
                         break
@@ -342,6 +346,12 @@ class Trainer:
                          train_seconds=wall, setup_seconds=self.setup_seconds, seconds_to_target=seconds_to_target,
                          images_per_s=images / max(train_time, 1e-9), epochs=self.step / self.steps_per_epoch,
                          history=self.history, is_main=self.is_main, bad_samples=bad)
+
+    def _stop_on_signal(self, name: str):
+        """Ctrl-C or SIGTERM: save the state at this step boundary and stop, saying how to go on."""
+        self.save_train_state()
+        raise MinwaError(f"interrupted ({name}) at step {self.step} of {self.total_steps}; the training state is "
+                         f"saved: continue exactly with `minwa train --resume {self.out}`", exit_code=130)
 
     # -- validation
     def eval_model(self) -> nn.Module:
