@@ -148,6 +148,9 @@ def from_dict(cls, data: dict, prefix: str = ""):
 def merge(cfg, data: dict, prefix: str = ""):
     """Return a copy of ``cfg`` with the fields in ``data`` (nested dict) replaced."""
     changes = {}
+    if "preset" in data and hasattr(cfg, "with_preset"):  # a preset is written out first; the keys beside it win
+        cfg = cfg.with_preset(_coerce(data["preset"], str, f"{prefix}.preset" if prefix else "preset"))
+        data = {k: v for k, v in data.items() if k != "preset"}
     for name, where, value, typ in _resolve_keys(type(cfg), data, prefix):
         current = getattr(cfg, name)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):

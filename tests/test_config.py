@@ -260,3 +260,38 @@ def test_counts_in_messages_agree_in_number():
     """Issue #16 item 11: "1 classes"."""
     from minwa.utils.words import plural
     assert plural(1, "class") == "1 class" and plural(4, "class") == "4 classes" and plural(1234, "image") == "1,234 images"
+
+
+@pytest.mark.parametrize("override, drawn", [
+    ("lens=false", lambda p: (p.radial == 0).all() and (p.stretch_x == 1).all() and (p.stretch_y == 1).all()),
+    ("flip=false", lambda p: not p.flip.any()),
+    ("rotation=0", lambda p: (p.angle == 0).all()),
+    ("color_cast=false", lambda p: (p.offset == 0).all()),
+    ("vignette=false", lambda p: (p.vig_strength == 0).all()),
+])
+def test_explicit_settings_win_over_a_preset(override, drawn, tmp_path):
+    """Issue #16 item 4: under the deepimage preset `--set augment.lens=false` (a field set back to its
+    default) changed nothing, yet config.toml recorded it. Now what is set wins, the augmenter draws no
+    such change, and the saved config reloads to exactly what ran."""
+    import torch
+
+    from minwa.train.recipes import get_recipe
+
+    cfg = config_io.load(get_recipe("deepimage16-256"), None, [f"augment.{override}"])
+    images = torch.zeros(256, 3, 64, 64, dtype=torch.uint8)
+    ran = Augmenter(cfg.augment, out_size=48)
+    params = ran.params(images, torch.arange(256), epoch=0, seed=0)
+    assert drawn(params)
+    default = Augmenter(get_recipe("deepimage16-256").augment, out_size=48).params(images, torch.arange(256), 0, 0)
+    assert not drawn(default)  # the preset does draw it: the override is what removed it
+    (tmp_path / "c.toml").write_text(config_io.dump_toml(cfg))
+    assert config_io.load(TrainConfig(), tmp_path / "c.toml").augment == cfg.augment == ran.cfg
+
+
+def test_a_preset_named_later_is_written_out_and_keys_beside_it_win():
+    from minwa.train.recipes import get_recipe
+
+    cfg = config_io.load(get_recipe("deepimage16-256"), None, ["augment.preset=fashion", "augment.translate=4"])
+    assert (cfg.augment.flip, cfg.augment.lens, cfg.augment.color_cast, cfg.augment.translate) == (True, False, False, 4)
+    with pytest.raises(MinwaError, match="unknown augmentation preset 'imagenet'"):
+        config_io.load(get_recipe("fashion"), None, ["augment.preset=imagenet"])

@@ -6,7 +6,7 @@ probability ``p_*``; "the number of possible changes" counts only the non-identi
 ``check(cfg)`` is the one place these settings are validated (before any data is read).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from minwa.errors import check_rules
 
@@ -39,6 +39,17 @@ class AugmentConfig:
     fill: str = "reflect"  # area outside the crop reached by rotation/distortion/translation: surround | reflect | border | zeros
     erase: float = 0.0  # probability of random erasing (cutout) of one rectangle per image
     erase_max: float = 0.4  # largest erased side, as a fraction of the output side
+
+    def with_preset(self, name: str) -> "AugmentConfig":
+        """This config with preset ``name`` written out: every field some preset governs takes ``name``'s
+        value (or its default), and ``preset`` becomes "none", so nothing resolves it again. Settings applied
+        after this (a file, ``--set``) win, also when they set a field back to its default
+        (``augment.lens=false`` under ``deepimage``); the saved config shows exactly what ran."""
+        check_rules([(name in PRESETS, f"unknown augmentation preset '{name}' (known: {', '.join(PRESETS)})")])
+        defaults = AugmentConfig()
+        governed = {k for fields in PRESETS.values() for k in fields}
+        changes = {k: PRESETS[name].get(k, getattr(defaults, k)) for k in governed}
+        return replace(self, preset="none", **changes)
 
 
 # Named recipes (``preset``): the fields each fills; resolved by ``minwa.augment.presets.apply_preset``.

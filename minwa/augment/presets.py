@@ -1,6 +1,8 @@
 """Named augmentation recipes: each returns the fields it sets; ``apply_preset`` resolves a config.
 
-A preset fills every field it names; a field the user set to something other than its dataclass default
+A preset fills every field it names. Configs loaded from recipes, files and ``--set`` have their preset written
+out (``AugmentConfig.with_preset``: explicit settings win, the saved config is what ran). For a config built
+in Python with ``preset=...``, a field the user set to something other than its dataclass default
 wins over the preset (so ``augment.preset=deepimage augment.rotation=5`` means "Deep Image, but +-5 degrees").
 A field cannot be overridden *back to* its default this way; start from ``preset="none"`` for that.
 """

@@ -234,7 +234,7 @@ def build_trainer(cfg: ThroughputBenchConfig, shards: Path, device: torch.device
         log_every=10**9, runtime=runtime,
         data=DataConfig(train=str(shards), scale=scale, crop=cfg.size, batch_size=cfg.batch, workers=workers,
                         cache="none"),
-        augment=AugmentConfig(preset=cfg.augment),
+        augment=AugmentConfig().with_preset(cfg.augment),
         model=ModelConfig(name=cfg.model, compile=cfg.compile),
     )  # fmt: skip
     return Trainer(train_cfg)

@@ -36,7 +36,7 @@ def fashion() -> TrainConfig:
         eval_every=1.0,
         eval_flip=True,
         data=DataConfig(train=FASHION_MNIST, val=FASHION_MNIST, batch_size=256, cache="auto"),
-        augment=AugmentConfig(preset="fashion"),
+        augment=AugmentConfig().with_preset("fashion"),
         model=ModelConfig(name="fashion-net"),
         optim=OptimConfig(name="sgd", lr=0.2, lr_batch=256, momentum=0.9, nesterov=True, weight_decay=5e-4,
                           decay_norm_bias=False, schedule="onecycle", warmup_epochs=1.0, final_lr_frac=0.0,
@@ -52,7 +52,7 @@ def deepimage(model: str = "deepimage16", scale: int = 256) -> TrainConfig:
         epochs=90,
         runtime=RuntimeConfig(precision="auto"),  # bf16 where the device has bf16 units, else fp32/fp16
         data=DataConfig(scale=scale, crop=224, batch_size=256, workers=8, cache="auto"),
-        augment=AugmentConfig(preset="deepimage"),
+        augment=AugmentConfig().with_preset("deepimage"),
         model=ModelConfig(name=model),
         optim=OptimConfig(name="sgd", lr=0.01, lr_batch=256, momentum=0.9, weight_decay=5e-4, schedule="plateau",
                           plateau_patience=2),
