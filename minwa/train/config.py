@@ -44,6 +44,7 @@ class TrainConfig:
     epochs: float = 10.0  # may be fractional
     time_budget_s: float = 0.0  # stop after this many seconds of training (0 = no limit)
     target_accuracy: float = 0.0  # stop once val accuracy reaches this (0 = never)
+    early_stop_patience: int = 0  # stop after this many validations without a better val top-1 (0 = never)
     precision: str = "bf16"  # bf16 (autocast) | fp32 | fp64
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads (0 = all cores)
@@ -90,6 +91,7 @@ def check(cfg: TrainConfig) -> TrainConfig:
         (cfg.eval_every >= 0 and cfg.save_every >= 0, "eval_every and save_every must not be negative"),
         (cfg.time_budget_s >= 0, f"time_budget_s must not be negative, got {cfg.time_budget_s}"),
         (0 <= cfg.target_accuracy <= 1, f"target_accuracy is a fraction in [0, 1], got {cfg.target_accuracy}"),
+        (cfg.early_stop_patience >= 0, f"early_stop_patience must not be negative (0 = off), got {cfg.early_stop_patience}"),
         (cfg.log_every >= 1, f"log_every must be at least 1, got {cfg.log_every}"),
         (cfg.threads >= 0, f"threads must not be negative (0 = all cores), got {cfg.threads}"),
         (cfg.finetune in ("all", "fc", "head"), f"finetune must be all, fc or head, not '{cfg.finetune}'"),
