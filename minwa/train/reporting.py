@@ -118,7 +118,7 @@ def startup_lines(t) -> list[str]:
     o = cfg.optim
     lr = (f"{o.lr:g} per {o.lr_batch} images x {batch}/{o.lr_batch} = {t.base_lr:.4g} peak"
           if batch != o.lr_batch else f"{t.base_lr:.4g} peak (quoted per {o.lr_batch} images = the batch)")
-    warm = f", {o.warmup_epochs:g} epochs warm-up" if o.warmup_epochs else ""
+    warm = f", {o.warmup_epochs:g} {_plural('epoch', o.warmup_epochs)} warm-up" if o.warmup_epochs else ""
     start = f"resumed at step {t.step:,} of {t.total_steps:,}" if t.step else "new run"
     return [
         f"run     {t.out} ({start})",
