@@ -345,8 +345,8 @@ def test_a_finished_run_folder_is_refused_or_cleared_on_request(finished_run, tm
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
     (out / "notes.txt").write_text("the user's own file")
-    with pytest.raises(MinwaError, match=r"already holds a run \(final.json, final.safetensors, metrics.jsonl, "
-                                         r"train_state.*\); continue it with --resume"):
+    with pytest.raises(MinwaError, match=r"already holds a run \(final.json, final.safetensors, metrics.csv, metrics.jsonl, "
+                                         r"tensorboard, train_state.*\); continue it with --resume"):
         check_fresh_run_folder(out, overwrite=False)
     assert (out / "final.json").exists()
     removed = check_fresh_run_folder(out, overwrite=True)

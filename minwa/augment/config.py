@@ -39,6 +39,10 @@ class AugmentConfig:
     fill: str = "reflect"  # area outside the crop reached by rotation/distortion/translation: surround | reflect | border | zeros
     erase: float = 0.0  # probability of random erasing (cutout) of one rectangle per image
     erase_max: float = 0.4  # largest erased side, as a fraction of the output side
+    # batch-level mixing with soft targets (minwa.augment.mix), after the transforms above; off in every preset
+    mixup: float = 0.0  # alpha of mixup's Beta(alpha, alpha) blend weight (0 = off; 0.2-0.8 usual)
+    cutmix: float = 0.0  # alpha of CutMix's Beta(alpha, alpha) kept area (0 = off; 1.0 usual); both on: each half
+    p_mix: float = 1.0  # probability that a sample is mixed (with mixup or cutmix on)
 
     def with_preset(self, name: str) -> "AugmentConfig":
         """This config with preset ``name`` written out: every field some preset governs takes ``name``'s
@@ -70,7 +74,7 @@ def check(cfg: AugmentConfig) -> AugmentConfig:
     """Reject impossible augmentation settings, each in one sentence, before any data is read (presets only
     set valid values, so the unresolved config is checked)."""
     probabilities = {"p_vignette": cfg.p_vignette, "p_lens": cfg.p_lens, "p_rotation": cfg.p_rotation,
-                     "erase": cfg.erase}
+                     "erase": cfg.erase, "p_mix": cfg.p_mix}
     levels = {"vignette_strengths": cfg.vignette_strengths, "vignette_radii": cfg.vignette_radii,
               "lens_degrees": cfg.lens_degrees}
     check_rules([
@@ -80,6 +84,7 @@ def check(cfg: AugmentConfig) -> AugmentConfig:
          "augment.translate, augment.rotation and augment.cast_range must not be negative"),
         *((0 <= p <= 1, f"augment.{k} is a probability in [0, 1], got {p}") for k, p in probabilities.items()),
         *((n >= 1, f"augment.{k} must be at least 1, got {n}") for k, n in levels.items()),
+        (cfg.mixup >= 0 and cfg.cutmix >= 0, "augment.mixup and augment.cutmix are Beta alphas: 0 (off) or positive"),
         (cfg.pca_lighting >= 0, f"augment.pca_lighting must not be negative, got {cfg.pca_lighting}"),
         (0 < cfg.erase_max <= 1, f"augment.erase_max is a fraction in (0, 1], got {cfg.erase_max}"),
     ])

@@ -27,7 +27,7 @@ def add_arguments(p):
                    "(only epochs, time budget, intervals, workers, threads may change)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run's outputs in --out (= overwrite=true; otherwise refused)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (the summary and epoch lines stay)")
 
 
 def resolve_config(args):
@@ -64,5 +64,7 @@ def summary(result) -> str:
     if result.already_complete:
         return (f"the run in {result.out} is already complete ({result.epochs:.1f} epochs; {val}); nothing was "
                 f"changed (raise --epochs to train further)")
+    best = (f"; best (epoch {result.best_epoch:g}, used for the run folder by eval/predict) {result.best_checkpoint}"
+            if result.best_checkpoint else "")
     return (f"{val} after {result.epochs:.1f} epochs, {result.train_seconds:.0f} s, {result.images_per_s:.0f} img/s; "
-            f"checkpoint {result.checkpoint}")
+            f"final {result.checkpoint}{best}")

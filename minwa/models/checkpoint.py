@@ -1,6 +1,7 @@
 """Checkpoints: weights in safetensors, everything else in a JSON sidecar. Loading never unpickles.
 
-``run/final.safetensors`` + ``run/final.json``. The sidecar holds what is needed to rebuild and use the
+``run/final.safetensors`` + ``run/final.json`` (the last epoch), and ``run/best.*`` (the epoch with the
+highest val top-1; what a run folder given as a checkpoint means, see :func:`checkpoint_paths`). The sidecar holds what is needed to rebuild and use the
 model without the training config at hand: the registry name and constructor kwargs, the number of
 classes and input channels, the class names, the input scale/crop and normalisation, metrics, and the
 resolved config. Both files are written atomically, the old sidecar removed first and the new one last;
@@ -31,10 +32,12 @@ FORMAT = "minwa-checkpoint/1"
 
 
 def checkpoint_paths(path) -> tuple[Path, Path]:
-    """Accept ``x.safetensors``, ``x.json``, ``x`` or a run folder (its ``final``)."""
+    """Accept ``x.safetensors``, ``x.json``, ``x`` or a run folder: its ``best`` (the highest val top-1)
+    when the run kept one, else its ``final`` (the last epoch; a run without validation has no best).
+    Name ``RUN/final`` to get the last epoch of a run that has a best."""
     p = Path(path)
     if p.is_dir():
-        p = p / "final"
+        p = p / ("best" if (p / "best.safetensors").is_file() and (p / "best.json").is_file() else "final")
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
     return p.with_suffix(".safetensors"), p.with_suffix(".json")

@@ -42,6 +42,7 @@ class TrainConfig:
     epochs: float = 10.0  # may be fractional
     time_budget_s: float = 0.0  # stop after this many seconds of training (0 = no limit)
     target_accuracy: float = 0.0  # stop once val accuracy reaches this (0 = never)
+    early_stop_patience: int = 0  # stop after this many validations without a better val top-1 (0 = never)
     seed: int = 0  # weights and augmentation
     eval_every: float = 1.0  # epochs between validations (0 = only at the end)
     eval_flip: bool = True  # flip test-time augmentation in validation
@@ -88,6 +89,7 @@ def check(cfg: TrainConfig) -> TrainConfig:
         (cfg.eval_every >= 0 and cfg.save_every >= 0, "eval_every and save_every must not be negative"),
         (cfg.time_budget_s >= 0, f"time_budget_s must not be negative, got {cfg.time_budget_s}"),
         (0 <= cfg.target_accuracy <= 1, f"target_accuracy is a fraction in [0, 1], got {cfg.target_accuracy}"),
+        (cfg.early_stop_patience >= 0, f"early_stop_patience must not be negative (0 = off), got {cfg.early_stop_patience}"),
         (cfg.log_every >= 1, f"log_every must be at least 1, got {cfg.log_every}"),
         (cfg.finetune in ("all", "fc", "head"), f"finetune must be all, fc or head, not '{cfg.finetune}'"),
     ])

@@ -10,9 +10,7 @@ ranks, so 1, 2 or N ranks compute the same update as one process on the whole ba
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -23,12 +21,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from minwa import config as config_io
 from minwa.augment import Augmenter, apply_preset
+from minwa.augment.mix import build_mixer
 from minwa.data import build_loader
 from minwa.data.classes import label_map
 from minwa.data.subset import select_classes
@@ -42,16 +39,18 @@ from minwa.parallel.parallelize import mixed_precision_dtype
 from minwa.parallel.watchdog import note_progress
 from minwa.train.build import (build_model, estimate_mean_std, input_geometry,
                                model_kwargs, open_split, seed_everything)
-from minwa.train.checkpointer import TrainCheckpointer, drop_superseded_metrics
+from minwa.train.best import BestWatch
+from minwa.train.checkpointer import TrainCheckpointer
 from minwa.train.config import TrainConfig, check
 from minwa.train.interrupt import StopRequest
+from minwa.train.logs import METRICS, RunLog, finite_or_none, read_metrics
 from minwa.train.plots import plot_learning_curve
 from minwa.train.optim import Schedule, build_optimizer, scaled_lr, set_lr
+from minwa.train.reporting import Reporter, early_stop_line, epoch_line, lr_drop_line, startup_lines
 from minwa.train.run_folder import check_fresh_run_folder
 from minwa.utils.atomic import atomic_write_text
 from minwa.utils.device_caps import PARAM_DTYPE, autocast_for, grad_scaler, resolve_precision
 from minwa.utils.folder_lock import FolderLock
-from minwa.utils.oserrors import os_error
 from minwa.utils.output import prepare_output_folder
 
 
@@ -59,7 +58,7 @@ from minwa.utils.output import prepare_output_folder
 @dataclass
 class RunResult:
     out: Path
-    checkpoint: Path | None
+    checkpoint: Path | None  # final.safetensors: the last epoch's weights
     val_accuracy: float  # last validation (top-1, 0..1)
     best_accuracy: float
     train_seconds: float  # wall time of the training loop (data set-up excluded, validation included)
@@ -71,15 +70,22 @@ class RunResult:
     already_complete: bool = False  # a --resume of a finished run: nothing was trained or written
     is_main: bool = True  # rank 0 (or the only process): the one that reports
     bad_samples: list[dict] = field(default_factory=list)  # damaged samples skipped (data.on_bad_sample=skip)
+    best_checkpoint: Path | None = None  # best.safetensors: the highest val top-1 (None without validation)
+    best_epoch: float | None = None
+    stopped_early: bool = False  # early_stop_patience validations without improvement
 
 
 # ---------------------------------------------------------------- the run
 
 class Trainer:
-    """Holds the built pieces of one run; ``fit()`` trains and returns a :class:`RunResult`."""
-    def __init__(self, cfg: TrainConfig, progress: bool = False):
+    """Holds the built pieces of one run; ``fit()`` trains and returns a :class:`RunResult`.
+
+    ``progress``: draw the live bar; ``report``: print the start-up summary and a line per validation
+    (rank 0; ``minwa train --quiet`` keeps these and drops the bar)."""
+    def __init__(self, cfg: TrainConfig, progress: bool = False, report: bool = True):
         self.cfg = check(cfg)
         self.progress = progress
+        self.report = report
         self.t_setup = time.perf_counter()
         self.lock = None
         try:
@@ -94,7 +100,9 @@ class Trainer:
         self.setup_seconds = time.perf_counter() - self.t_setup
 
     def close(self):
-        """Let go of the run folder (the lock): at the end of the run, or when setting up failed."""
+        """Let go of the run folder (the lock) and the logs: at the end of the run, or when it failed."""
+        if getattr(self, "logs", None) is not None:
+            self.logs.close()
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -178,6 +186,9 @@ class Trainer:
         self.model, trainable, init_meta = build_model(cfg.model, len(self.classes), self.in_chans, self.device,
                                                       self.dtype, self.crop, init=cfg.init, finetune=cfg.finetune,
                                                       channels_last=cfg.runtime.channels_last)
+        self.model_name = init_meta["model"] if init_meta else cfg.model.name
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.n_trainable = sum(p.numel() for p in (trainable if trainable is not None else self.model.parameters()))
         if self.resume_extra and self.resume_extra.get("mean"):  # never re-estimated on a resume
             self.mean, self.std = self.resume_extra["mean"], self.resume_extra["std"]
         elif init_meta and init_meta.get("mean"):
@@ -187,6 +198,10 @@ class Trainer:
             self.loader.set_epoch(0)
 
         self.augmenter = Augmenter(self.aug_cfg, out_size=self.crop, mean=self.mean, std=self.std)
+        self.mixer = build_mixer(self.aug_cfg, len(self.classes))
+        if self.mixer is not None and self.dims.local_batch_size(cfg.data.batch_size) % 2:
+            raise MinwaError(f"augment.mixup/cutmix pair neighbours within each rank's part of the batch: give "
+                             f"each of the {self.dims.world_size} ranks an even part (data.batch_size)")
 
         self.trainable = trainable
         self.model = parallelize(self.model, self.dims, cfg.parallel, mixed_precision_dtype(cfg.parallel, self.precision),
@@ -211,6 +226,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.epoch_loss = (torch.zeros((), device=self.device), 0)  # (sum, steps) of this epoch's losses
+        self.watch = BestWatch(cfg.early_stop_patience)  # best.safetensors and early stopping
         self.bad_before_resume: list[dict] = []  # damaged samples the resumed run had skipped
         self._resumed_mid_epoch = False
         if self.checkpointer.resume_path:
@@ -221,10 +237,12 @@ class Trainer:
         cfg = self.cfg
         note_progress()  # the batch is in hand (the watchdog names a rank stuck before or inside a step)
         x = self.augmenter(batch.images, batch.indices, self.epoch, cfg.seed)
+        y = batch.labels.to(self.device, non_blocking=True)
+        if self.mixer is not None:  # y becomes class probabilities (the loss takes them as soft targets)
+            x, y = self.mixer(x, y, batch.indices, self.epoch, cfg.seed)
         x = x.to(self.dtype)
         if cfg.runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = batch.labels.to(self.device, non_blocking=True)
         lr = set_lr(self.optimizer, self.base_lr, self.schedule.factor(self.step))
         with autocast_for(self.precision, self.device):
             logits = self.model(x)
@@ -250,14 +268,15 @@ class Trainer:
         return self.step >= self.total_steps
 
     def _start_outputs(self):
-        """Write the resolved config; on a resume, drop the metric lines of steps after the resumed state
-        (the killed run's, which the resumed run repeats)."""
+        """Write the resolved config and open the metric logs (on a resume, the lines of steps after the
+        resumed state go: the killed run's, which the resumed run repeats)."""
+        self.logs = None
         if not self.is_main:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.toml", config_io.dump_toml(self.cfg))
-        if self.cfg.resume:
-            drop_superseded_metrics(self.out / "metrics.jsonl", self.step)
+        self.logs = RunLog(self.out)
+        self.logs.start(self.step if self.cfg.resume else None)
 
     def finished_result(self) -> RunResult:
         """What a finished run recorded (its final.json), for a ``--resume`` that has nothing left to do."""
@@ -265,8 +284,11 @@ class Trainer:
         metrics = read_meta(final).get("metrics", {}) if (self.out / "final.json").is_file() else {}
         val = metrics.get("val_acc")
         val = float("nan") if val is None else float(val)
+        best = metrics.get("best_val_acc")
         return RunResult(out=self.out, checkpoint=final.with_suffix(".safetensors") if metrics else None,
-                         val_accuracy=val, best_accuracy=val, train_seconds=0.0, setup_seconds=self.setup_seconds,
+                         val_accuracy=val, best_accuracy=val if best is None else float(best),
+                         best_checkpoint=self.out / "best.safetensors" if best is not None else None,
+                         best_epoch=metrics.get("best_epoch"), train_seconds=0.0, setup_seconds=self.setup_seconds,
                          seconds_to_target=None, images_per_s=0.0, epochs=self.step / self.steps_per_epoch,
                          already_complete=True, is_main=self.is_main)
 
@@ -279,45 +301,47 @@ class Trainer:
         train_time = 0.0
         images = 0
         seconds_to_target = None
-        val_acc = best = float("nan")
+        val_acc = float("nan")
         eval_steps = max(1, round(cfg.eval_every * self.steps_per_epoch)) if cfg.eval_every > 0 else None
         save_steps = max(1, round(cfg.save_every * self.steps_per_epoch)) if cfg.save_every > 0 else None
-        stop = False
-        progress = self._progress()
+        stop = stopped_early = False
+        self.reporter = Reporter(bar=self.progress, enabled=self.report and self.is_main)
+        for line in startup_lines(self):
+            self.reporter.line(line)
         interrupt = StopRequest(enabled=self.dims.world_size == 1)
-        with progress or contextlib.nullcontext(), interrupt:
-            task = progress.add_task("train", total=self.total_steps, completed=self.step) if progress else None
+        with self.reporter, interrupt:
+            self.reporter.start(self.total_steps, self.step)
             while self.step < self.total_steps and not stop:
                 if not self._resumed_mid_epoch:
                     self.loader.set_epoch(self.epoch)
                     self.epoch_loss = (torch.zeros((), device=self.device), 0)
                 self._resumed_mid_epoch = False
+                self.reporter.epoch(self.epoch + 1, cfg.epochs)
                 t_epoch = time.perf_counter()
                 for batch in self.loader:
                     loss = self.train_step(batch)
                     self.epoch_loss = (self.epoch_loss[0] + loss, self.epoch_loss[1] + 1)
                     loss_sum, loss_n = self.epoch_loss
                     images += self.global_batch
-                    if task is not None:
-                        progress.update(task, advance=1)
-                    if self.step % cfg.log_every == 0:
+                    mean_loss = None
+                    # every log_every steps and at each epoch's end (so even a small set has a point per epoch)
+                    if self.step % cfg.log_every == 0 or self.step % self.steps_per_epoch == 0:
                         mean_loss = float(loss_sum) / loss_n  # the only per-interval device sync
                         self._log({"kind": "train", "step": self.step, "epoch": self.step / self.steps_per_epoch,
                                    "loss": mean_loss, "lr": self._last_lr, "time": time.perf_counter() - t0})
-                        if task is not None:
-                            progress.update(task, description=f"epoch {self.epoch + 1} loss {mean_loss:.3f}")
+                    self.reporter.step(self.global_batch, self._last_lr, mean_loss)
                     at_end = self.step >= self.total_steps
                     over_time = cfg.time_budget_s and (train_time + time.perf_counter() - t_epoch) >= cfg.time_budget_s
                     if (eval_steps and self.step % eval_steps == 0) or at_end or over_time:
                         train_time += time.perf_counter() - t_epoch
                         val_acc = self._validate_and_log(t0, float(loss_sum) / max(1, loss_n))
-                        best = val_acc if not best == best else max(best, val_acc)
-                        if self.schedule.observe(val_acc) and self.is_main:
-                            self._log({"kind": "lr_drop", "step": self.step, "factor": self.schedule.plateau_factor})
+                        stopped_early = self._after_validation(val_acc)
+                        stop = stop or stopped_early
                         if cfg.target_accuracy and val_acc >= cfg.target_accuracy and seconds_to_target is None:
                             seconds_to_target = time.perf_counter() - t0
                             stop = True
                         t_epoch = time.perf_counter()
+                        self.reporter.restart_clock()
                     if save_steps and self.step % save_steps == 0:
                         self.save_train_state()
                     if interrupt.requested and not at_end:
@@ -341,15 +365,22 @@ class Trainer:
         ckpt = self.save_final(val_acc)
         self.save_train_state()
         if self.is_main:
+            self.logs.close()
             self._plot()
-        return RunResult(out=self.out, checkpoint=ckpt, val_accuracy=val_acc, best_accuracy=best,
+        best = self.watch.summary()
+        return RunResult(out=self.out, checkpoint=ckpt, val_accuracy=val_acc,
+                         best_accuracy=best["val_acc"] if best else float("nan"),
                          train_seconds=wall, setup_seconds=self.setup_seconds, seconds_to_target=seconds_to_target,
                          images_per_s=images / max(train_time, 1e-9), epochs=self.step / self.steps_per_epoch,
-                         history=self.history, is_main=self.is_main, bad_samples=bad)
+                         history=self.history, is_main=self.is_main, bad_samples=bad,
+                         best_checkpoint=self.out / "best.safetensors" if best and self.is_main else None,
+                         best_epoch=best["epoch"] if best else None, stopped_early=stopped_early)
 
     def _stop_on_signal(self, name: str):
         """Ctrl-C or SIGTERM: save the state at this step boundary and stop, saying how to go on."""
         self.save_train_state()
+        if self.is_main:
+            self.logs.close()
         raise MinwaError(f"interrupted ({name}) at step {self.step} of {self.total_steps}; the training state is "
                          f"saved: continue exactly with `minwa train --resume {self.out}`", exit_code=130)
 
@@ -359,7 +390,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """Top-1 / top-5 accuracy and loss on the validation set (flip-averaged softmax if ``eval_flip``)."""
+        """Top-1 accuracy, loss, and top-5 when there are more than 5 classes (on fewer it is always 100%), on
+        the validation set (flip-averaged softmax if ``eval_flip``)."""
         if self.val_loader is None:
             return {}
         model = self.eval_model()
@@ -393,39 +425,49 @@ class Trainer:
         counts = self.dims.all_reduce_sum(counts) if hasattr(self.dims, "all_reduce_sum") else counts
         c1, c5, n, loss = counts.tolist()
         model.train(was_training)
-        return {"val_acc": c1 / n, "val_top5": c5 / n, "val_loss": loss / n}
+        return {"val_acc": c1 / n, **({"val_top5": c5 / n} if len(self.classes) > 5 else {}), "val_loss": loss / n}
 
     def _validate_and_log(self, t0, train_loss) -> float:
+        """Validate, log (``train_loss``: the epoch's mean so far), keep ``best.*`` when top-1 improved, and
+        say it in one line."""
+        self.reporter.validating()
         metrics = self.validate()
         rec = {"kind": "val", "step": self.step, "epoch": self.step / self.steps_per_epoch, "train_loss": train_loss,
                "lr": getattr(self, "_last_lr", self.base_lr), "time": time.perf_counter() - t0, **metrics}
         self._log(rec)
-        if self.is_main and self.progress and metrics:
+        val_acc = metrics.get("val_acc", float("nan"))
+        improved = self.watch.observe(val_acc, rec["epoch"], self.step)
+        if improved:
+            self.save_best(rec)
+        self.reporter.line(epoch_line(rec, self.cfg.epochs, len(self.classes), best=improved))
+        return val_acc
 
-            Console(stderr=True).print(f"epoch {rec['epoch']:.2f}: val top-1 {metrics['val_acc']:.2%}, "
-                                       f"top-5 {metrics['val_top5']:.2%}, loss {train_loss:.3f}, "
-                                       f"{rec['time']:.0f} s")
-        return metrics.get("val_acc", float("nan"))
+    def _after_validation(self, val_acc: float) -> bool:
+        """The plateau schedule and early stopping after one validation, each said in one line and logged.
+        True: stop the run (early_stop_patience validations without a better top-1)."""
+        epoch = self.step / self.steps_per_epoch
+        if self.schedule.observe(val_acc):
+            rec = {"kind": "lr_drop", "step": self.step, "epoch": epoch, "by": 0.1,
+                   "factor": self.schedule.plateau_factor, "lr": self.base_lr * self.schedule.plateau_factor}
+            self._log(rec)
+            self.reporter.line(lr_drop_line(rec, self.cfg.optim.plateau_patience))
+        if not self.watch.should_stop:
+            return False
+        rec = {"kind": "early_stop", "step": self.step, "epoch": epoch, "patience": self.watch.patience,
+               "best_val_acc": self.watch.val_acc, "best_epoch": self.watch.epoch}
+        self._log(rec)
+        self.reporter.line(early_stop_line(rec))
+        return True
 
     # -- outputs
     def _log(self, rec: dict):
+        """The one path of every metric record: the run's history, and on rank 0 metrics.jsonl, metrics.csv
+        and TensorBoard (:class:`~minwa.train.logs.RunLog`)."""
         self.history.append(rec)
-        if self.is_main:  # standard JSON: a NaN (a diverged loss) is written as null
-            path = self.out / "metrics.jsonl"
-            try:
-                with open(path, "a") as f:
-                    f.write(json.dumps({k: _finite_or_none(v) for k, v in rec.items()}) + "\n")
-            except OSError as e:
-                raise os_error(e, path) from None
+        if self.logs is not None:
+            self.logs.write(rec)
 
-    def _progress(self):
-        if not (self.progress and self.is_main):
-            return None
-
-        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        transient=False)
-
-    def checkpoint_meta(self, val_acc) -> dict:
+    def checkpoint_meta(self, val_acc, metrics: dict | None = None) -> dict:
         cfg = self.cfg
         if cfg.init:
 
@@ -435,7 +477,8 @@ class Trainer:
             name, kwargs = cfg.model.name, model_kwargs(cfg.model, self.crop)
         return {"model": name, "model_kwargs": kwargs, "num_classes": len(self.classes), "in_chans": self.in_chans,
                 "classes": self.classes, "scale": self.scale, "crop": self.crop, "mean": self.mean, "std": self.std,
-                "metrics": {"val_acc": _finite_or_none(val_acc), "epochs": self.step / self.steps_per_epoch, "steps": self.step},
+                "metrics": {"val_acc": finite_or_none(val_acc), "epochs": self.step / self.steps_per_epoch,
+                            "steps": self.step, **(metrics or {})},
                 "config": config_io.to_dict(cfg)}
 
     def full_state_dict(self) -> dict:
@@ -448,7 +491,17 @@ class Trainer:
         state = self.full_state_dict()  # collective on several ranks: every rank takes part
         if not self.is_main:
             return None
-        return save_checkpoint(self.out / "final", state, self.checkpoint_meta(val_acc))
+        best = self.watch.summary()
+        return save_checkpoint(self.out / "final", state, self.checkpoint_meta(
+            val_acc, {"best_val_acc": best["val_acc"], "best_epoch": best["epoch"]} if best else None))
+
+    def save_best(self, rec: dict) -> None:
+        """``best.*`` beside ``final.*``: the weights of the validation ``rec`` (a new best top-1), written
+        atomically like final; its epoch and validation metrics in the sidecar."""
+        state = self.full_state_dict()  # collective on several ranks: every rank takes part
+        if self.is_main:
+            extra = {k: finite_or_none(rec[k]) for k in ("val_top5", "val_loss", "train_loss") if k in rec}
+            save_checkpoint(self.out / "best", state, self.checkpoint_meta(rec["val_acc"], extra))
 
     def train_state(self) -> dict:
         """Everything besides the weights and the optimizer that an exact resume needs (the RNG state is
@@ -457,6 +510,7 @@ class Trainer:
                 "schedule": self.schedule.state_dict(), "world_size": self.dims.world_size,
                 "mean": self.mean, "std": self.std, "model": self.cfg.model.name,
                 "epoch_loss": [float(self.epoch_loss[0]), self.epoch_loss[1]],  # logged means go on exactly
+                "best": self.watch.state_dict(),  # best.* and early stopping compare with the same best
                 "bad_samples": self.bad_samples(), "grad_scaler": self.scaler.state_dict()}
 
     def bad_samples(self) -> list[dict]:
@@ -498,21 +552,23 @@ class Trainer:
         self.bad_before_resume = list(extra.get("bad_samples", []))
         if extra.get("grad_scaler"):
             self.scaler.load_state_dict(extra["grad_scaler"])
+        if extra.get("best"):
+            self.watch.load_state_dict(extra["best"])
         loss_sum, loss_n = extra.get("epoch_loss", (0.0, 0))
         self.epoch_loss = (torch.tensor(loss_sum, dtype=torch.float32 if self.dtype != torch.float64 else self.dtype,
                                         device=self.device), int(loss_n))
 
     def _plot(self):
-        plot_learning_curve(self.history, self.out / "learning_curve.png", title=f"{self.cfg.recipe}")
+        """From metrics.jsonl, which holds the whole run (this process's history starts at a resume)."""
+        data = "/".join(Path(self.cfg.data.train).parts[-2:])  # e.g. photos/train: a split's name alone says little
+        title = f"{self.model_name} on {data} ({len(self.classes)} {'class' if len(self.classes) == 1 else 'classes'})"
+        plot_learning_curve(read_metrics(self.out / METRICS), self.out / "learning_curve.png", title=title)
 
 
-def _finite_or_none(v):
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-def train(cfg: TrainConfig, progress: bool = False) -> RunResult:
-    """Build everything from ``cfg``, train, validate, save; the plain call behind ``minwa train``."""
-    trainer = Trainer(cfg, progress=progress)
+def train(cfg: TrainConfig, progress: bool = False, report: bool = True) -> RunResult:
+    """Build everything from ``cfg``, train, validate, save; the plain call behind ``minwa train``
+    (``progress``: the live bar; ``report``: the start-up summary and the epoch lines)."""
+    trainer = Trainer(cfg, progress=progress, report=report)
     try:
         with failure_guard(trainer.dims):
             return trainer.fit()

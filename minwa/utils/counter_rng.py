@@ -11,7 +11,7 @@ products so that no intermediate overflows: the words are bit-identical on every
 
 Stream numbers say what a word is for (its purpose) and are fixed forever, so that old runs stay
 reproducible: 0-63 belong to the augmenter (``minwa.augment.params``), 64-127 to the loader
-(``minwa.data.loader``).
+(``minwa.data.loader``), 128-191 to batch mixing (``minwa.augment.mix``).
 """
 
 from __future__ import annotations
