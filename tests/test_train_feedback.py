@@ -25,7 +25,7 @@ from minwa.utils import counter_rng as rng
 
 # a small, fast run on the photos: resnet-tiny on 32 px crops of the shorter side at 40, fp32, one thread
 SMALL = ["--recipe", "deepimage16-256", "--model", "resnet-tiny", "--set", "data.scale=40", "--set", "data.crop=32",
-         "--set", "data.batch_size=32", "--set", "data.workers=0", "--set", "threads=1", "--set", "precision=fp32",
+         "--set", "data.batch_size=32", "--set", "data.workers=0", "--set", "runtime.threads=1", "--set", "runtime.precision=fp32",
          "--set", "log_every=4"]
 
 

@@ -129,7 +129,7 @@ def startup_lines(t) -> list[str]:
         f"{batch}{per_rank}" + (f"; drop_last leaves out {dropped} images per epoch" if dropped else ""),
         f"model   {t.model_name}: {t.n_params / 1e6:.2f}M parameters"
         + (f" ({t.n_trainable / 1e6:.2f}M trained)" if t.n_trainable != t.n_params else "")
-        + f"; {_device(t.device)}, {ranks} {_plural('rank', ranks)}, precision {cfg.precision}",
+        + f"; {_device(t.device)}, {ranks} {_plural('rank', ranks)}, precision {t.precision}",
         f"lr      {lr} ({o.name}, {o.schedule} schedule{warm})",
     ]
 
