@@ -62,9 +62,9 @@ def main():
     r, w = dims.rank, dims.world_size
     result = {"idx": compare(open_dataset(a.idx), DataConfig(batch_size=100, seed=5, cache="memory", workers=0), r, w),
               "photos": compare(open_dataset(a.shards), DataConfig(batch_size=4, scale=40, seed=1, cache="memory",
-                                                                   workers=0), r, w),
+                                                                   workers=0, square="centre"), r, w),
               "damaged": compare(open_dataset(a.damaged), DataConfig(batch_size=4, scale=40, seed=1, cache="memory",
-                                                                     workers=0, on_bad_sample="skip"), r, w)}
+                                                                     workers=0, on_bad_sample="skip", square="centre"), r, w)}
     Path(a.out, f"rank{r}.json").write_text(json.dumps(result))
     shutdown()
 

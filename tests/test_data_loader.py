@@ -93,7 +93,7 @@ def test_scaled_cache_matches_the_per_image_resize(idx_ds):
 
 @pytest.mark.parametrize("train", [True, False])
 def test_stream_and_cache_give_identical_batches_for_any_worker_count(photo_shards, train):
-    cfg = DataConfig(batch_size=10, scale=64, seed=1, cache="memory")
+    cfg = DataConfig(batch_size=10, scale=64, seed=1, cache="memory", square="centre")
     cached = build_loader(cfg, photo_shards, train=train)
     assert cached.mode == "cache"
     reference = _collect(cached)
@@ -102,6 +102,50 @@ def test_stream_and_cache_give_identical_batches_for_any_worker_count(photo_shar
         streamed = build_loader(dataclasses.replace(cfg, cache="none", workers=workers), photo_shards, train=train)
         assert streamed.mode == "stream"
         assert _same(_collect(streamed), reference), f"workers={workers}"
+
+
+def test_the_training_square_moves_along_the_long_side_per_sample_and_epoch(photo_shards):
+    """Training sees the whole photograph over the epochs (the paper crops from the whole rescaled image):
+    each sample's S x S square sits at a position drawn from (seed, epoch, index), the same for any worker
+    count and rank; validation always takes the centre, as ``resize_square_chw`` does."""
+    cfg = DataConfig(batch_size=10, scale=64, seed=1, workers=0)
+    loader = build_loader(cfg, photo_shards, train=True)
+    assert loader.mode == "stream" and loader.reader.random_square  # auto: a moving square is cut from the image
+    epochs = []
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        epochs.append(_collect(loader))
+        for workers in (1, 2):
+            other = build_loader(dataclasses.replace(cfg, workers=workers), photo_shards, train=True, epoch=epoch)
+            assert _same(_collect(other), epochs[-1]), f"workers={workers}"
+        ranks = [_collect(build_loader(cfg, photo_shards, train=True, rank=r, world_size=2, epoch=epoch)) for r in (0, 1)]
+        assert all(torch.equal(torch.cat([ranks[0][b][0], ranks[1][b][0]]), epochs[-1][b][0]) for b in range(2))
+    offsets = {}
+    for epoch, batches in enumerate(epochs):
+        loader.reader.epoch = epoch
+        for images, _, indices in batches:
+            for img, i in zip(images, indices.tolist()):
+                full = photo_shards.image(i, min_side=64)
+                box = dec.square_box(*full.shape[:2], loader.reader.square_at(i))
+                assert torch.equal(img, dec.resize_chw(full, box, 64, 64))
+                offsets.setdefault(i, []).append(box[:2])
+    moved = [i for i, o in offsets.items() if len(o) == 2 and o[0] != o[1]]
+    assert len(moved) >= len(offsets) // 2  # most squares sit elsewhere in the next epoch
+    centre = build_loader(cfg, photo_shards, train=False)
+    assert not centre.reader.random_square
+    b = next(iter(centre))
+    assert torch.equal(b.images[3], dec.resize_square_chw(photo_shards.image(int(b.indices[3]), min_side=64), 64))
+    centred = build_loader(dataclasses.replace(cfg, square="centre", cache="memory"), photo_shards, train=True)
+    assert centred.mode == "cache" and not centred.reader.random_square
+    with pytest.raises(MinwaError, match="data.square=centre"):
+        build_loader(dataclasses.replace(cfg, cache="memory"), photo_shards, train=True)
+
+
+def test_square_box_positions():
+    assert dec.square_box(100, 160) == (30, 0, 130, 100)  # the centre, as before
+    assert dec.square_box(100, 160, 0.0) == (0, 0, 100, 100)
+    assert dec.square_box(100, 160, 0.9999) == (60, 0, 160, 100)  # the last whole-pixel position is reachable
+    assert dec.square_box(160, 100, 0.5) == (0, 30, 100, 130)  # portrait: along the height
 
 
 @pytest.mark.parametrize("cache", ["memory", "none"])
@@ -208,7 +252,7 @@ def test_more_ranks_than_samples_in_the_last_batch(photo_shards):
 
 
 def test_batches_kept_by_the_consumer_are_never_overwritten(photo_shards):
-    cfg = DataConfig(batch_size=2, scale=24, seed=4, workers=2, prefetch=2)
+    cfg = DataConfig(batch_size=2, scale=24, seed=4, workers=2, prefetch=2, square="centre")
     reference = _collect(build_loader(dataclasses.replace(cfg, cache="memory"), photo_shards, train=True))
     kept = list(build_loader(dataclasses.replace(cfg, cache="none"), photo_shards, train=True))  # holds all 12
     assert len(kept) == 12 and _same([tuple(b) for b in kept], reference)
@@ -241,7 +285,7 @@ def test_torch_resize_matches_pillow_and_pillow_is_the_fallback(monkeypatch):
 
 
 def test_reused_batch_memory_never_overwrites_a_batch_kept_from_an_earlier_epoch(photo_shards):
-    cfg = DataConfig(batch_size=2, scale=24, seed=4, workers=2, prefetch=2, cache="none")
+    cfg = DataConfig(batch_size=2, scale=24, seed=4, workers=2, prefetch=2, cache="none", square="centre")
     reference = _collect(build_loader(dataclasses.replace(cfg, cache="memory"), photo_shards, train=True))
     loader = build_loader(cfg, photo_shards, train=True)
     it = iter(loader)
@@ -268,7 +312,8 @@ def _planar_reference(loader, indices):
 @pytest.mark.parametrize("cache, workers, rrc", [("memory", 2, False), ("none", 0, False), ("none", 2, False),
                                                  ("none", 0, True), ("none", 2, True)])
 def test_colour_batches_are_channels_last_with_the_same_pixels_as_planar_rows(photo_shards, cache, workers, rrc):
-    cfg = DataConfig(batch_size=10, scale=64, crop=48, seed=3, cache=cache, workers=workers, random_resized_crop=rrc)
+    cfg = DataConfig(batch_size=10, scale=64, crop=48, seed=3, cache=cache, workers=workers, random_resized_crop=rrc,
+                     square="centre")
     loader = build_loader(cfg, photo_shards, train=True, epoch=1)
     kept = list(loader)  # batches the consumer holds on to: some are lent slots, the rest copies
     assert len(kept) == 2
@@ -343,6 +388,6 @@ def test_jpeg_cache_crops_and_resizes_like_the_stream(photo_shards, idx_ds, tmp_
     assert torch.equal(grey_cache.batch(sel), torch.from_numpy(idx_ds.pixels()[grey.index["source"][sel]]).permute(0, 3, 1, 2))
 
     with pytest.raises(MinwaError, match="CUDA device"):
-        build_loader(DataConfig(scale=64, cache="jpeg"), photo_shards, train=True)
+        build_loader(DataConfig(scale=64, cache="jpeg", square="centre"), photo_shards, train=True)
     with pytest.raises(MinwaError, match="packed shards"):
         JpegCache(idx_ds, (28, 28), "cpu", decode=_cpu_nvjpeg_stand_in)

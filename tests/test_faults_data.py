@@ -28,7 +28,8 @@ from minwa.errors import MinwaError
 
 TINY = ["--epochs", "1", "--set", "data.val=", "--set", "eval_every=0", "--set", "runtime.precision=fp32",
         "--set", "model.kwargs={\"widths\": [8, 16]}", "--set", "optim.ema=0"]  # fmt: skip
-PHOTO = [*TINY, "--set", "data.scale=32", "--set", "data.batch_size=6", "--set", "augment.preset=none"]
+PHOTO = [*TINY, "--set", "data.scale=32", "--set", "data.batch_size=6", "--set", "augment.preset=none",
+         "--set", "data.square=centre"]  # the cache and the stream hand out the same centre squares
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -124,7 +125,7 @@ def test_a_flipped_entropy_byte_is_caught_by_the_sample_checksum(photos, tmp_pat
     ds = open_dataset(shards)
     for cfg in (DataConfig(batch_size=6, scale=32, cache="none", workers=0),
                 DataConfig(batch_size=6, scale=32, cache="none", workers=2),
-                DataConfig(batch_size=6, scale=32, cache="memory")):  # fmt: skip
+                DataConfig(batch_size=6, scale=32, cache="memory", square="centre")):  # fmt: skip
         with pytest.raises(MinwaError, match=rf"^shard {tar} sample {key} is damaged \(crc mismatch\)"):
             batches(build_loader(cfg, ds, train=True))
     with pytest.raises(MinwaError, match="crc mismatch"):
@@ -160,7 +161,7 @@ def test_skip_replaces_a_damaged_sample_by_the_next_good_one_of_its_global_batch
     _, key_a = damage_marker(shards, 2)
     _, key_b = damage_entropy(shards, 13)
     ds = open_dataset(shards)
-    cfg = DataConfig(batch_size=6, scale=32, seed=3, on_bad_sample="skip")
+    cfg = DataConfig(batch_size=6, scale=32, seed=3, on_bad_sample="skip", square="centre")
     runs = {}
     for name, c in {"workers=0": dataclasses.replace(cfg, cache="none", workers=0),
                     "workers=2": dataclasses.replace(cfg, cache="none", workers=2),
@@ -216,7 +217,7 @@ def test_a_batch_with_only_damaged_samples_is_one_sentence(photos, tmp_path):
     for i in range(len(open_dataset(shards))):
         damage_entropy(shards, i)
     for cache in ("none", "memory"):
-        loader = build_loader(DataConfig(batch_size=6, scale=32, cache=cache, workers=0, on_bad_sample="skip"),
+        loader = build_loader(DataConfig(batch_size=6, scale=32, cache=cache, workers=0, on_bad_sample="skip", square="centre"),
                               open_dataset(shards), train=True)
         with pytest.raises(MinwaError, match=r"every sample of global batch 0 .* is damaged; run `minwa verify"):
             batches(loader)

@@ -7,14 +7,20 @@ from minwa.errors import check_rules
 
 CACHE_CHOICES = ("auto", "memory", "device", "jpeg", "none")
 ON_BAD_SAMPLE = ("fail", "skip")
+SQUARES = ("random", "centre")
+MAX_SIDE = 4096  # px: data.scale / data.crop above this are typos (the paper's largest scale is 512)
 
 
 @dataclass
 class DataConfig:
     train: str = ""  # packed shards folder (or a raw source: IDX folder, ImageFolder, .lst)
     val: str = ""  # evaluation data: shards or a raw source; for an IDX folder the test split is used
+    val_fraction: float = 0.1  # without `val`: this fraction of each class of `train` is held out for validation
+    # (stratified, drawn from `seed`, listed in the run's held_out.txt); 0 = no validation
     scale: int = 0  # S: shorter side resized to S, centre S x S handed over (0 = keep the native size)
     crop: int = 0  # C: the C x C crop fed to the network, cut by the augmenter (0 = same as scale / native)
+    square: str = "random"  # train: where the S x S square sits along a photo's long side, drawn per sample and
+    # epoch (random) or always the centre; validation and evaluation always take the centre
     random_resized_crop: bool = False  # Inception-style area/aspect crop instead of the paper's S -> C crop
     batch_size: int = 256  # global batch (all ranks together), in images
     workers: int = 2  # decode processes per rank (0 = decode in the training process)
@@ -34,6 +40,10 @@ def check(cfg: DataConfig) -> DataConfig:
     """Reject impossible loader settings, each in one sentence, before any data is read."""
     check_rules([
         (cfg.scale >= 0 and cfg.crop >= 0, "data.scale and data.crop must not be negative"),
+        (max(cfg.scale, cfg.crop) <= MAX_SIDE, f"data.scale and data.crop are at most {MAX_SIDE} px (got scale "
+                                               f"{cfg.scale}, crop {cfg.crop}); the paper's largest scale is 512"),
+        (0 <= cfg.val_fraction < 1, f"data.val_fraction is a fraction in [0, 1), got {cfg.val_fraction}"),
+        (cfg.square in SQUARES, f"data.square must be {' or '.join(SQUARES)}, got '{cfg.square}'"),
         (cfg.batch_size >= 1, f"data.batch_size must be at least 1, got {cfg.batch_size}"),
         (cfg.workers >= 0, f"data.workers must not be negative (0 = decode in the training process), got {cfg.workers}"),
         (cfg.prefetch >= 1, f"data.prefetch must be at least 1, got {cfg.prefetch}"),

@@ -3,7 +3,8 @@
 - ``decode(data, channels, min_side)``: JPEG through simplejpeg (libjpeg-turbo), downscaling in the DCT
   domain by 1/2, 1/4 or 1/8 while the shorter side stays >= ``min_side``; minwa's own PNGs through ``decode_png_fast``; everything else, and any JPEG simplejpeg
   refuses, through Pillow.
-- ``resize_square_chw(img, size)``: shorter side to ``size``, centre ``size x size`` crop, in one
+- ``resize_square_chw(img, size)``: shorter side to ``size``, centre ``size x size`` crop (``square_box``
+  places the square elsewhere along the long side: the loader's random square), in one
   antialiased bilinear resize of the kept box only (torch's uint8 kernel), so no pixel outside the
   crop is computed; ``resize_chw(..., out=row)`` writes straight into a batch row (planar or
   channels-last). Pillow's resize (``resize_pil``, the reference it matches to within a grey level) is
@@ -334,9 +335,14 @@ def resize_pil(img: np.ndarray, box: tuple[int, int, int, int], out_h: int, out_
     return _back(_pil(np.ascontiguousarray(img)).resize((out_w, out_h), Image.BILINEAR, box=box))
 
 
-def square_box(h: int, w: int) -> tuple[int, int, int, int]:
+def square_box(h: int, w: int, at: float | None = None) -> tuple[int, int, int, int]:
+    """The largest square of an h x w image: in the centre, or with ``at`` in [0, 1) its offset along the
+    long side is ``floor(at * (slack + 1))``, every whole-pixel position equally likely for a uniform ``at``."""
     m = min(h, w)
-    x0, y0 = (w - m) // 2, (h - m) // 2
+    if at is None:
+        x0, y0 = (w - m) // 2, (h - m) // 2
+    else:
+        x0, y0 = int(at * (w - m + 1)), int(at * (h - m + 1))
     return (x0, y0, x0 + m, y0 + m)
 
 

@@ -8,9 +8,14 @@ augmentation kernel reads 1.8x faster; 1-channel images are plainly contiguous (
 way the pixel values are the same; call ``.contiguous()`` where planar memory is needed.
 
 Sizes (``DataConfig.scale`` = S, ``crop`` = C): every image is handed over as **S x S** — the shorter
-side resized to S, then the centre S x S square — on both paths, so the cache and the stream give
-bit-identical batches; the random C x C crop (and the centre crop for evaluation) is the augmentation
-engine's job (``Augmenter(out_size=C)``). S = 0 keeps the native size when all images have one
+side resized to S, then an S x S square — on both paths, so the cache and the stream give bit-identical
+batches; the random C x C crop (and the centre crop for evaluation) is the augmentation engine's job
+(``Augmenter(out_size=C)``). Which square: in train mode with ``square = "random"`` (the default) its
+position along the long side is drawn per sample and epoch (stream ``SQUARE_STREAM`` of
+``minwa.utils.counter_rng``, keyed by (seed, epoch, index)), so over the epochs training sees the whole
+photograph as the paper's crops from the whole rescaled image do; evaluation always takes the centre.
+A square that moves needs the original image, so such a loader streams (as ``random_resized_crop`` does),
+unless the images are all square already (Fashion-MNIST), when there is nothing to move. S = 0 keeps the native size when all images have one
 (Fashion-MNIST's 28 x 28), else uses C. With ``random_resized_crop`` in train mode the loader itself cuts an
 area/aspect box (area 8-100%, aspect 3/4-4/3, drawn by ``crop_uniforms`` from ``minwa.utils.counter_rng``,
 keyed by (seed, epoch, index)) from the original image and hands over C x C; this needs the original
@@ -65,6 +70,7 @@ from minwa.utils import counter_rng as rng
 _RRC_AREA = (0.08, 1.0)
 _RRC_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
 RRC_STREAMS = (64, 65, 66, 67)  # area, aspect, x, y: the loader's streams of minwa.utils.counter_rng
+SQUARE_STREAM = 68  # the random square's position along the long side
 
 
 class Batch(NamedTuple):
@@ -97,10 +103,13 @@ class _SampleReader:
     ``skip``: a damaged sample (``BadSample``) is reported instead of raised, and in a batch its row gets
     the next good sample of the global batch (``minwa.data.order.replacements``)."""
 
-    def __init__(self, dataset: ImageDataset, size: tuple[int, int], rrc: int, seed: int, skip: bool = False):
+    def __init__(self, dataset: ImageDataset, size: tuple[int, int], rrc: int, seed: int, skip: bool = False,
+                 random_square: bool = False):
         self.ds, self.size, self.rrc, self.seed, self.skip = dataset, size, rrc, seed, skip
+        self.random_square = random_square
         self.epoch = 0
         self.streams = rng.Streams(RRC_STREAMS)
+        self.square_stream = rng.Streams((SQUARE_STREAM,))
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
@@ -117,7 +126,13 @@ class _SampleReader:
             return dec.resize_chw(img, (0, 0, w, h), h, w, out)
         if h != w:  # a native, non-square size that this image does not have
             raise MinwaError(f"{self.ds.source(i)} is {img.shape[1]}x{img.shape[0]}, the others {w}x{h}; set data.scale")
-        return dec.resize_chw(img, dec.square_box(*img.shape[:2]), h, h, out)
+        return dec.resize_chw(img, dec.square_box(*img.shape[:2], self.square_at(i)), h, h, out)
+
+    def square_at(self, i: int) -> float | None:
+        """Where sample ``i``'s square sits along the long side this epoch (None: the centre)."""
+        if not self.random_square:
+            return None
+        return float(rng.uniform(self.square_stream.bits([i], self.epoch, self.seed))[0, 0])
 
     def _read_rrc(self, i: int, out: torch.Tensor | None = None) -> torch.Tensor:
         c = self.rrc
@@ -302,7 +317,8 @@ class Loader:
             raise MinwaError("data.random_resized_crop needs data.crop (or data.scale) to know the output size")
         self.size = self._size()
         self.skip = cfg.on_bad_sample == "skip"
-        self.reader = _SampleReader(dataset, self.size, self.rrc, self.seed, skip=self.skip)
+        self.reader = _SampleReader(dataset, self.size, self.rrc, self.seed, skip=self.skip,
+                                    random_square=self._random_square())
         self._bad: dict[int, dict] = {}  # damaged samples met (skip): index -> record with its "skipped" count
         self._bad_mask: np.ndarray | None = None  # damaged samples known up front (a cache), None if none
         self.cache: torch.Tensor | None = None  # N x C x H x W uint8 (this rank's share with shard_cache)
@@ -332,6 +348,14 @@ class Loader:
             return (c, c)
         raise MinwaError(f"the images in {self.dataset.path} differ in size (or it is not known); set data.scale")
 
+    def _random_square(self) -> bool:
+        """Whether this loader draws the square's position (train, ``square = "random"``, images that are
+        not all square already)."""
+        if not self.train or self.rrc or self.cfg.square != "random" or self.size[0] != self.size[1]:
+            return False
+        native = self.dataset.image_size()
+        return native is None or native[0] != native[1]
+
     @property
     def image_size(self) -> tuple[int, int]:
         """(H, W) of the images in every batch."""
@@ -341,10 +365,12 @@ class Loader:
         want = self.cfg.cache
         if want == "none":
             return "stream"
-        if self.rrc:
+        if self.rrc or self.reader.random_square:
             if want in ("memory", "device", "jpeg"):
-                raise MinwaError("data.random_resized_crop cuts boxes from the original images, so it cannot use "
-                                 f"data.cache={want}; use cache=auto or none")
+                what = ("data.random_resized_crop cuts boxes" if self.rrc else
+                        "data.square=random places each training square anew every epoch, cut")
+                raise MinwaError(f"{what} from the original images, so it cannot use data.cache={want}; use "
+                                 "cache=auto or none" + ("" if self.rrc else ", or data.square=centre"))
             return "stream"
         if want == "jpeg":
             if self.device.type != "cuda":
