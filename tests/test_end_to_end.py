@@ -106,3 +106,29 @@ def test_bad_inputs_are_one_sentence(tmp_path, capsys, fashion_dir):
     assert "unknown model 'vgg99'" in capsys.readouterr().err
     assert main(["train", "--print-config", "--set", "model.name=vgg99"]) == 0  # config alone is fine
     capsys.readouterr()
+
+
+def test_predict_takes_a_folder_and_says_which_checkpoint(tiny_run, capsys):
+    """Issue #16 items 7 and 11: a folder given to predict said "image not found"; a run folder means its
+    best checkpoint, and eval/predict say which file and what its sidecar records."""
+    folder = tiny_run / "test" / "Ankle boot"
+    capsys.readouterr()
+    assert main(["predict", "--ckpt", str(tiny_run / "run"), str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert sum(line.endswith(".png") for line in out.splitlines()) == len(list(folder.iterdir()))
+    assert f"checkpoint {tiny_run / 'run' / 'best.safetensors'} (epoch " in err and "val top-1" in err
+    empty = tiny_run / "empty-folder"
+    empty.mkdir(exist_ok=True)
+    assert main(["predict", "--ckpt", str(tiny_run / "run"), str(empty)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {empty} is a folder with no images in it"
+
+
+def test_weights_without_their_sidecar_are_one_sentence(tiny_run, tmp_path, capsys):
+    import shutil
+
+    shutil.copy(tiny_run / "run" / "final.safetensors", tmp_path / "model.safetensors")
+    capsys.readouterr()
+    image = next((tiny_run / "test" / "Bag").iterdir())
+    assert main(["predict", "--ckpt", str(tmp_path / "model.safetensors"), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no sidecar model.json beside it" in err

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import sys
 
 from minwa import config as config_io
 from minwa.commands.config_args import add_config_arguments
@@ -41,9 +42,12 @@ def run(args) -> int:
     # torch and numpy are imported only when an evaluation runs (`minwa --help` imports every command)
     from minwa.evaluate.pipeline import evaluate
     from minwa.evaluate.report import print_report, write_outputs
+    from minwa.models.checkpoint import describe_checkpoint
 
     if cfg.out:
         prepare_output_folder(cfg.out, "output folder")  # before the data are read
+    for ckpt in cfg.ckpts:
+        print(f"checkpoint {describe_checkpoint(ckpt)}", file=sys.stderr)
     with hold_folder(cfg.out, "minwa eval") if cfg.out else contextlib.nullcontext():
         report = evaluate(cfg, progress=not cfg.json)
         if cfg.out:

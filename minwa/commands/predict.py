@@ -1,6 +1,7 @@
 """`minwa predict`: top-k classes of image files, through the eval path (scales, flips, ensembles)."""
 
 import argparse
+import sys
 
 HELP = "classify image files: top-k class names with probabilities (ensembles, scales, flips)"
 
@@ -38,17 +39,41 @@ def add_arguments(p):
     add_max_pixels(p)
 
 
+def expand_folders(paths) -> list[str]:
+    """A folder given to predict means every file in it (recursively, hidden ones skipped, sorted), each
+    decoded as pack decodes; a folder holding no file is one sentence."""
+    from pathlib import Path
+
+    from minwa.errors import MinwaError
+
+    out = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            out.append(str(path))
+            continue
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not files:
+            raise MinwaError(f"{path} is a folder with no images in it")
+        out.extend(map(str, files))
+    return out
+
+
 def run(args) -> int:
     import json
 
     from minwa.errors import MinwaError
     from minwa.evaluate import predict
+    from minwa.models.checkpoint import describe_checkpoint
 
     if args.topk < 1:
         raise MinwaError("--topk must be at least 1")
     if args.max_pixels < 0:
         raise MinwaError(f"--max-pixels must be 0 (no limit) or positive, got {args.max_pixels}")
-    results = predict(args.ckpt, args.images, args.topk, scales=args.scales, flip=args.flip, dense=args.dense,
+    images = expand_folders(args.images)
+    for ckpt in args.ckpt:
+        print(f"checkpoint {describe_checkpoint(ckpt)}", file=sys.stderr)
+    results = predict(args.ckpt, images, args.topk, scales=args.scales, flip=args.flip, dense=args.dense,
                       device=args.device, precision=args.precision, max_pixels=args.max_pixels)
     if args.json:
         print(json.dumps(results, indent=2))

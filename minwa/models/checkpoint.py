@@ -84,6 +84,9 @@ def save_checkpoint(path, model: torch.nn.Module | dict, meta: dict) -> Path:
 
 def read_meta(path) -> dict:
     weights, sidecar = checkpoint_paths(path)
+    if weights.is_file() and not sidecar.is_file():
+        raise MinwaError(f"{weights} has no sidecar {sidecar.name} beside it: a minwa checkpoint is the weights "
+                         f"plus that JSON (model, classes, input geometry); copy both together")
     if not sidecar.is_file() or not weights.is_file():
         raise MinwaError(f"checkpoint not found: {weights} (with its {sidecar.name})")
     try:
@@ -93,6 +96,17 @@ def read_meta(path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise MinwaError(f"{sidecar} is not a minwa checkpoint sidecar")
     return check_sidecar(meta, sidecar)
+
+
+def describe_checkpoint(path) -> str:
+    """Which file a path means and what its sidecar records: "RUN/best.safetensors (epoch 7, val top-1 49.0%)"
+    (eval and predict say it, since a run folder means its best checkpoint, not its last)."""
+    weights, _ = checkpoint_paths(path)
+    metrics = read_meta(path).get("metrics") or {}
+    parts = [f"epoch {metrics['epochs']:g}"] if isinstance(metrics.get("epochs"), (int, float)) else []
+    if isinstance(metrics.get("val_acc"), (int, float)):
+        parts.append(f"val top-1 {metrics['val_acc']:.1%}")
+    return f"{weights}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _file_sha256(path: Path) -> str:
