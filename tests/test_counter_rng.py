@@ -11,6 +11,7 @@ import torch
 from data_fixtures import photo_folder
 
 from minwa.augment import Augmenter, preset_config
+from minwa.augment.mix import MIX_STREAMS
 from minwa.augment.params import N_STREAMS, streams_for
 from minwa.data import DataConfig, build_loader, open_dataset, pack
 from minwa.data import loader as loader_module
@@ -72,6 +73,7 @@ def test_words_are_uniform_and_keyed_by_every_part():
 def test_the_loader_and_the_augmenter_draw_from_disjoint_streams():
     augmenter = set(streams_for(preset_config("deepimage", pca_lighting=0.1, erase=0.3)).ids)
     assert max(augmenter) < N_STREAMS <= 64 <= min(RRC_STREAMS) and len(set(RRC_STREAMS)) == 4
+    assert max(RRC_STREAMS) < 128 <= min(MIX_STREAMS) and max(MIX_STREAMS) < 192
 
 
 def test_the_loaders_crop_comes_from_the_shared_generator(tmp_path, monkeypatch):

@@ -52,7 +52,7 @@ def test_eval_and_predict_agree_with_training(tiny_run, fashion_dir, capsys):
     assert main(["eval", "--ckpt", str(tiny_run / "run"), "--data", str(tiny_run / "test"), "--json",
                  "--out", str(tiny_run / "eval")]) == 0
     report = json.loads(capsys.readouterr().out)
-    meta = json.loads((tiny_run / "run" / "final.json").read_text())
+    meta = json.loads((tiny_run / "run" / "best.json").read_text())  # a run folder means its best epoch
     assert report["images"] == 500
     assert abs((1 - report["top1_error"]) - meta["metrics"]["val_acc"]) < 0.01  # same weights, same test set
     assert report["topk"] == 5 and report["topk_error"] < report["top1_error"]

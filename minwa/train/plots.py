@@ -43,9 +43,11 @@ def plot_learning_curve(records: list[dict], path, title: str = "") -> Path | No
         ax2 = ax1.twinx()
         ax2.plot(val_acc[0], [100 * a for a in val_acc[1]], "o-", color="tab:red", lw=1.5, label="val top-1")
         ax2.set_ylabel("validation top-1 (%)", color="tab:red")
+        ax2.margins(y=0.15)  # room for the best point's label
         i = max(range(len(val_acc[1])), key=val_acc[1].__getitem__)
         ax2.annotate(f"best {100 * val_acc[1][i]:.1f}%", (val_acc[0][i], 100 * val_acc[1][i]),
-                     textcoords="offset points", xytext=(0, -14), ha="center", color="tab:red", fontsize=8)
+                     textcoords="offset points", xytext=(8, 6), ha="left", color="tab:red", fontsize=8,
+                     bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.8))
         h2 = ax2.get_legend_handles_labels()
         handles = (handles[0] + h2[0], handles[1] + h2[1])
     for n, r in enumerate(r for r in records if r.get("kind") == "lr_drop" and r.get("epoch") is not None):

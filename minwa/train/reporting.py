@@ -95,13 +95,13 @@ def epoch_line(rec: dict, epochs: float, num_classes: int, best: bool = False) -
 
 def lr_drop_line(rec: dict, patience: int) -> str:
     """The plateau schedule divided the learning rate (by ``1 / rec['by']``)."""
-    return (f"epoch {rec['epoch']:.2f}: val top-1 has not improved for {patience} validations: learning rate "
+    return (f"epoch {rec['epoch']:.2f}: val top-1 has not improved for {patience} {_plural('validation', patience)}: learning rate "
             f"{rec['lr'] / rec['by']:.3g} -> {rec['lr']:.3g}")
 
 
 def early_stop_line(rec: dict) -> str:
     return (f"early stop at epoch {rec['epoch']:.2f}: val top-1 has not improved on {rec['best_val_acc']:.2%} "
-            f"(epoch {rec['best_epoch']:.2f}) for {rec['patience']} validations (early_stop_patience)")
+            f"(epoch {rec['best_epoch']:.2f}) for {rec['patience']} {_plural('validation', rec['patience'])} (early_stop_patience)")
 
 
 def startup_lines(t) -> list[str]:

@@ -199,7 +199,7 @@ class Trainer:
 
         self.augmenter = Augmenter(self.aug_cfg, out_size=self.crop, mean=self.mean, std=self.std)
         self.mixer = build_mixer(self.aug_cfg, len(self.classes))
-        if self.mixer is not None and self.dims.local_batch_size(cfg.data.batch_size) % 2:
+        if self.mixer is not None and self.dims.world_size > 1 and self.dims.local_batch_size(cfg.data.batch_size) % 2:
             raise MinwaError(f"augment.mixup/cutmix pair neighbours within each rank's part of the batch: give "
                              f"each of the {self.dims.world_size} ranks an even part (data.batch_size)")
 
