@@ -16,6 +16,7 @@ from minwa.utils.device_names import check_device
 
 
 PRECISIONS = ("bf16", "fp32", "fp64")  # bf16 = autocast over fp32 weights
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class OptimConfig:
     plateau_patience: int = 2  # epochs without improvement before dividing by 10
     min_lr: float = 1e-4
     label_smoothing: float = 0.0
+    class_weights: str = "none"  # none | balanced: each class's loss weighted by N / (classes x its training images)
     ema: float = 0.0  # exponential moving average of weights (0 = off), evaluated instead of the raw weights
     grad_clip: float = 0.0
 
@@ -82,6 +84,8 @@ def check(cfg: TrainConfig) -> TrainConfig:
         (0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}"),
         (o.weight_decay >= 0, f"optim.weight_decay must not be negative, got {o.weight_decay}"),
         (0 <= o.label_smoothing < 1, f"optim.label_smoothing must be in [0, 1), got {o.label_smoothing}"),
+        (o.class_weights in CLASS_WEIGHTS, f"optim.class_weights must be {' or '.join(CLASS_WEIGHTS)}, "
+                                           f"got '{o.class_weights}'"),
         (0 <= o.ema < 1, f"optim.ema must be in [0, 1), got {o.ema}"),
         (o.warmup_epochs >= 0, f"optim.warmup_epochs must not be negative, got {o.warmup_epochs}"),
         (0 <= o.final_lr_frac <= 1, f"optim.final_lr_frac must be in [0, 1], got {o.final_lr_frac}"),
