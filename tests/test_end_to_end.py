@@ -77,7 +77,7 @@ def test_resume_continues_exactly(tiny_run, fashion_dir, tmp_path):
     from minwa.train import get_recipe, train
     from minwa.models.checkpoint import load_state as load_weights
 
-    base = ["data.train=" + str(tiny_run / "shards"), "data.val=", "data.batch_size=64", "optim.ema=0",
+    base = ["data.train=" + str(tiny_run / "shards"), "data.val=", "data.val_fraction=0", "data.batch_size=64", "optim.ema=0",
             "model.kwargs={\"widths\": [8, 16]}", "runtime.precision=fp32", "epochs=2", "eval_every=0"]
     straight = train(config_io.load(get_recipe("fashion"), None, base + [f"out={tmp_path / 'a'}"]))
     half = train(config_io.load(get_recipe("fashion"), None,

@@ -26,7 +26,7 @@ from minwa.data.jpeg_cache import JpegCache
 from minwa.data.shards import member_key
 from minwa.errors import MinwaError
 
-TINY = ["--epochs", "1", "--set", "data.val=", "--set", "eval_every=0", "--set", "runtime.precision=fp32",
+TINY = ["--recipe", "fashion", "--epochs", "1", "--set", "data.val=", "--set", "data.val_fraction=0", "--set", "eval_every=0", "--set", "runtime.precision=fp32",
         "--set", "model.kwargs={\"widths\": [8, 16]}", "--set", "optim.ema=0"]  # fmt: skip
 PHOTO = [*TINY, "--set", "data.scale=32", "--set", "data.batch_size=6", "--set", "augment.preset=none",
          "--set", "data.square=centre"]  # the cache and the stream hand out the same centre squares

@@ -36,7 +36,7 @@ def ckpt(tmp_path_factory, idx) -> Path:
     """One tiny checkpoint trained by ``minwa train`` (1 epoch of 600 images), shared by this module."""
     out = tmp_path_factory.mktemp("run")
     assert main(["train", "--quiet", "--data", str(idx), "--out", str(out), "--epochs", "1",
-                 "--set", "data.val=", "--set", "eval_every=0", "--set", 'model.kwargs={"widths": [8, 16]}',
+                 "--set", "data.val=", "--set", "data.val_fraction=0", "--set", "eval_every=0", "--set", 'model.kwargs={"widths": [8, 16]}',
                  "--set", "data.batch_size=64", "--set", "runtime.precision=fp32"]) == 0
     return out / "final"
 
@@ -94,7 +94,7 @@ def test_a_flipped_bit_in_the_weights_is_refused_by_eval_predict_and_init(copy_c
     for argv in (["eval", "--ckpt", c, "--data", idx, "--set", "limit=64"],
                  ["predict", "--ckpt", c, shoe],
                  ["train", "--quiet", "--init", c, "--data", idx, "--out", tmp_path / "ft", "--epochs", "1",
-                  "--set", "data.val="]):
+                  "--set", "data.val=", "--set", "data.val_fraction=0"]):
         code, err = run_cli(capsys, *argv)
         assert code == 2 and err == f"error: {damaged}", argv
     assert not (tmp_path / "ft" / "final.safetensors").exists()
@@ -222,7 +222,7 @@ def test_non_finite_numbers_in_config_files_are_refused(tmp_path, capsys, idx, s
     cfg = tmp_path / f"c.{suffix}"
     cfg.write_text(text)
     code, err = run_cli(capsys, "train", "--quiet", "--config", cfg, "--data", idx, "--out", tmp_path / "r",
-                        "--epochs", "0.1", "--set", "data.val=")
+                        "--epochs", "0.1", "--set", "data.val=", "--set", "data.val_fraction=0")
     field = "optim.lr" if "lr" in text else "augment.vignette_max"
     assert code == 2 and field in err and "finite" in err, err
     assert not (tmp_path / "r" / "final.safetensors").exists()

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 HERE = Path(__file__).parent
 # 1,280 images / 32 = 40 steps per epoch; half an epoch = 20 steps, float64 and no dropout: exact
 COMMON = ["--quiet", "--epochs", "0.5", "--set", "data.batch_size=32", "--set", "eval_every=0",
-          "--set", "log_every=5", "--set", "data.val=", "--set", "runtime.precision=fp64", "--set", "runtime.threads=1",
+          "--set", "log_every=5", "--set", "data.val=", "--set", "data.val_fraction=0", "--set", "runtime.precision=fp64", "--set", "runtime.threads=1",
           "--set", "runtime.channels_last=false", "--set", "optim.ema=0", "--set", "data.workers=0"]
 TINY = ["--model", "deepimage-tiny", "--set", 'model.kwargs={"dropout": 0.0, "fc": [48, 40]}']
 BN = ["--model", "fashion-net", "--set", 'model.kwargs={"widths": [8, 16]}']

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 # 2,560 images / 32 = 80 steps per epoch, 4 epochs = 320 steps, a resumable state every 40 steps
 ARGS = ["--quiet", "--epochs", "4", "--set", "data.batch_size=32", "--set", "save_every=0.5",
-        "--set", "eval_every=0", "--set", "log_every=1", "--set", "data.val=", "--set", "runtime.precision=fp32",
+        "--set", "eval_every=0", "--set", "log_every=1", "--set", "data.val=", "--set", "data.val_fraction=0", "--set", "runtime.precision=fp32",
         "--set", 'model.kwargs={"widths": [8, 16]}', "--set", "runtime.threads=1", "--set", "data.workers=0"]
 TOTAL = 320
 

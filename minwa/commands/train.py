@@ -1,20 +1,21 @@
 """`minwa train`: a recipe, a config file, then command-line overrides; one call to minwa.train.train."""
 
 HELP = "train a model (recipe + config file + key=value overrides)"
-DESCRIPTION = """Train a model. The configuration is a recipe (--recipe, default 'fashion'), then a TOML/YAML
-file (--config), then overrides (--set optim.lr=0.1 --set data.batch_size=512 ...). Launch with
+DESCRIPTION = """Train a model. The configuration is a recipe (--recipe; by default the one that fits the data:
+'fashion' for Fashion-MNIST-like grey images, 'photos' otherwise), then a TOML/YAML file (--config), then overrides (--set optim.lr=0.1 --set data.batch_size=512 ...). Launch with
 torchrun for several processes or GPUs; parallel.strategy picks fsdp | butterfly | hybrid."""
 
 from minwa import config as config_io
 from minwa.commands.config_args import add_config_arguments
 from minwa.errors import MinwaError
 from minwa.train.config import TrainConfig
-from minwa.train.recipes import get_recipe
+from minwa.train.recipes import get_recipe, recipe_for_data
 from minwa.train.resume_config import resume_config
 
 
 def add_arguments(p):
-    p.add_argument("--recipe", help="starting recipe (fashion, deepimage16-256, ...; default fashion)")
+    p.add_argument("--recipe", help="starting recipe (photos, fashion, deepimage16-256, finetune, ...; "
+                                    "default: chosen from the data)")
     add_config_arguments(p, "optim.lr=0.05")
     p.add_argument("--data", metavar="PATH", help="training data: shards folder or raw source (= data.train)")
     p.add_argument("--val", metavar="PATH", help="validation data (= data.val)")
@@ -41,7 +42,15 @@ def resolve_config(args):
         cfg = resume_config(TrainConfig, args.resume, args.config, args.overrides, flags=flags)
         if cfg is not None:
             return cfg
-    return config_io.load(get_recipe(args.recipe or "fashion"), args.config, args.overrides, flags=flags)
+    recipe = args.recipe
+    if recipe is None or recipe == "finetune":  # the recipe that fits the data, found where the data is named
+        data = config_io.load(get_recipe("photos"), args.config, args.overrides, flags=flags).data.train
+        if recipe is None:
+            recipe, why = recipe_for_data(data)
+            if not args.print_config:
+                print(f"recipe: {recipe} ({why}; --recipe to choose another)")
+        return config_io.load(get_recipe(recipe, data), args.config, args.overrides, flags=flags)
+    return config_io.load(get_recipe(recipe), args.config, args.overrides, flags=flags)
 
 
 def run(args) -> int:

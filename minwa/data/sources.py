@@ -2,13 +2,17 @@
 
 ``open_dataset(path, split)`` recognises the format from what is on disk (never from a flag), so every
 command takes any of them: a packed shard folder (``manifest.json``), a Fashion-MNIST IDX folder, an
-ImageFolder tree (``root/<class>/<image>``, the class folders sorted by name as torchvision does), or an
-MXNet-style ``.lst`` file (``index<TAB>label<TAB>path``, paths relative to the list's folder).
+ImageFolder tree (``root/<class>/<image>``, the class folders sorted by name as torchvision does), an
+MXNet-style ``.lst`` file (``index<TAB>label<TAB>path``, paths relative to the list's folder), or a labels
+file (a ``.csv`` of ``path,label`` or a ``.txt`` of ``path label``; a flat folder of images holding
+``labels.csv`` or ``labels.txt``), as validation sets come.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -119,13 +123,18 @@ class FileDataset(ImageDataset):
             raise MinwaError(f"cannot read {self.files[i]}: {e.strerror or e}") from None
 
     def image(self, i, min_side=None):
+        """Sample ``i`` decoded; a file that cannot be is one sentence with the reason ``pack`` gives it."""
         data = self._read(i)
         try:
+            if not data:
+                raise dec.Rejected(dec.EMPTY)
             return dec.decode_source(data, self.channels, min_side)
-        except dec.Rejected as e:
-            raise MinwaError(f"cannot decode {self.files[i]}: {e}") from None
+        except dec.DECODE_ERRORS as e:
+            reason = dec.failure_reason(data, e)
         except Exception as e:  # Pillow raises many kinds for damaged files
-            raise MinwaError(f"cannot decode {self.files[i]}: {type(e).__name__}: {e}") from None
+            reason = f"{dec.CORRUPT} ({type(e).__name__}: {e})"
+        raise MinwaError(f"cannot decode {self.files[i]}: {reason}; remove it, or `minwa pack` the folder, which "
+                         "leaves out and lists every such file")
 
     def source(self, i):
         return str(self.files[i])
@@ -239,6 +248,72 @@ class ListDataset(FileDataset):
         self.skipped = []
 
 
+LABEL_FILES = ("labels.csv", "labels.txt")  # a flat folder of images labelled by one of these files
+_IMAGE_SUFFIXES = (".JPEG", ".jpg", ".jpeg", ".png", ".JPG", ".PNG")
+_HEADER_NAMES = {"path", "file", "filename", "image", "imageid", "image_id", "name"}
+
+
+class LabelFileDataset(FileDataset):
+    """Images named by a labels file, as validation sets come (ImageNet's): a CSV of ``path,label`` rows,
+    or a text file of ``path label`` lines (Caffe's ``val.txt``), paths relative to the file's folder; a
+    header row (``path,label``, ``ImageId,PredictionString``) is skipped, and a path without a suffix finds
+    its ``.JPEG``/``.jpg``/``.png`` file. A label is a class name (its first word: ImageNet's
+    ``PredictionString`` holds boxes after it); classes are the names sorted as ImageFolder sorts its
+    folders, so a labelled folder validates a model trained on class folders (matched by name). Whole
+    numbers are class indices instead, named by ``classes.txt`` beside the file when there is one."""
+
+    kind = "labels"
+
+    def __init__(self, path):
+        self.path = Path(path)
+        root = self.path.parent
+        rows = self._rows()
+        if not rows:
+            raise MinwaError(f"{self.path} labels no images")
+        self.files = []
+        for lineno, name, _ in rows:
+            f = root / name
+            if not f.is_file() and not f.suffix:
+                f = next((g for g in (f.with_name(f.name + x) for x in _IMAGE_SUFFIXES) if g.is_file()), f)
+            if not f.is_file():
+                raise MinwaError(f"{self.path} line {lineno} names {name}, which is not a file in {root}")
+            self.files.append(f)
+        labels = [label for _, _, label in rows]
+        if all(label.isdigit() for label in labels):
+            n = max(int(label) for label in labels) + 1
+            names_file = root / "classes.txt"
+            names = [x.strip() for x in names_file.read_text(encoding="utf-8").splitlines() if x.strip()] \
+                if names_file.is_file() else []
+            self.classes = names if len(names) >= n else [str(i) for i in range(n)]
+            self.labels = np.asarray([int(label) for label in labels], dtype=np.int64)
+        else:
+            self.classes = sorted(set(labels))
+            where = {c: i for i, c in enumerate(self.classes)}
+            self.labels = np.asarray([where[label] for label in labels], dtype=np.int64)
+        self.skipped = []
+
+    def _rows(self) -> list[tuple[int, str, str]]:
+        """(line number, path, label) of every labelled line."""
+        try:
+            text = self.path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as e:
+            raise MinwaError(f"cannot read labels file {self.path}: {getattr(e, 'strerror', None) or e}") from None
+        if self.path.suffix.lower() == ".csv":
+            lines = [(n, cols) for n, cols in enumerate(csv.reader(io.StringIO(text)), 1) if any(c.strip() for c in cols)]
+        else:
+            lines = [(n, line.strip().rsplit(None, 1)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if lines and lines[0][1] and lines[0][1][0].strip().lower() in _HEADER_NAMES:
+            lines = lines[1:]
+        rows = []
+        for lineno, cols in lines:
+            label = cols[1].split()[0] if len(cols) >= 2 and cols[1].split() else ""
+            if not label or not cols[0].strip():
+                raise MinwaError(f"{self.path} line {lineno} is not 'path{',' if self.path.suffix.lower() == '.csv' else ' '}"
+                                 "label'")
+            rows.append((lineno, cols[0].strip(), label))
+        return rows
+
+
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -265,6 +340,8 @@ def open_dataset(path, split: str | None = None) -> ImageDataset:
             return ShardDataset(p.parent, split=split)
         if p.suffix.lower() == ".lst":
             return ListDataset(p)
+        if p.suffix.lower() in (".csv", ".txt"):
+            return LabelFileDataset(p)
         if "-ubyte" in p.name:
             name_split = "test" if p.name.startswith("t10k") else "train"
             return IdxDataset(p.parent, split or name_split)
@@ -288,4 +365,8 @@ def open_dataset(path, split: str | None = None) -> ImageDataset:
         raise MinwaError(f"{p} holds shards but no manifest.json: the pack did not finish; run the same 'minwa pack' again")
     if any(d.is_dir() and _visible(d) for d in p.iterdir()):
         return ImageFolderDataset(p, split=split)
-    raise MinwaError(f"{p} is not a data source minwa reads (no manifest.json, no IDX files, no class folders)")
+    labels = [p / name for name in LABEL_FILES if (p / name).is_file()]
+    if labels:
+        return LabelFileDataset(labels[0])
+    raise MinwaError(f"{p} is not a data source minwa reads (no manifest.json, no IDX files, no class folders, "
+                     f"no {' or '.join(LABEL_FILES)})")

@@ -1,5 +1,5 @@
 """Building a run's pieces from their own sub-configs: the runtime (seed), the data's
-geometry and normalisation, and the model (from the registry or a checkpoint to fine-tune).
+geometry and normalisation, the model (from the registry or a checkpoint to fine-tune) and the loss.
 
 Each builder takes its section of the config and runtime objects only, so the trainer composes them
 and a benchmark or a notebook can call any one alone.
@@ -11,6 +11,7 @@ import random
 
 import numpy as np
 import torch
+from torch import nn
 
 from minwa.data import open_dataset
 from minwa.data.config import DataConfig
@@ -20,6 +21,7 @@ from minwa.models.checkpoint import load_checkpoint
 from minwa.models.config import ModelConfig
 from minwa.models.finetune import freeze_for_finetune
 from minwa.models.registry import model_accepts
+from minwa.train.config import OptimConfig
 
 
 # ---------------------------------------------------------------- runtime
@@ -38,14 +40,51 @@ def open_split(path: str, split: str):
     return open_dataset(path, split=split)
 
 
-def input_geometry(cfg: DataConfig, dataset) -> tuple[int, int]:
-    """(scale S handed over by the loader, crop C fed to the network)."""
-    h, w = dataset.image(0).shape[:2]
-    scale = cfg.scale or min(h, w)
-    crop = cfg.crop or scale
+def input_geometry(cfg: DataConfig, dataset, init_meta: dict | None = None) -> tuple[int, int]:
+    """(scale S handed over by the loader, crop C fed to the network). A scale or crop of 0 is the
+    checkpoint's being fine-tuned (``init_meta``: what it was trained on, which its head may be sized
+    for), else the images' own size (all one size, as Fashion-MNIST's)."""
+    init_meta = init_meta or {}
+    scale = cfg.scale or init_meta.get("scale") or 0
+    if not scale:
+        native = dataset.image_size()
+        if native is None and not cfg.crop:
+            raise MinwaError(f"the images in {dataset.path} differ in size: set data.scale (the shorter side they "
+                             "are resized to, e.g. 128) and data.crop")
+        scale = min(native) if native is not None else cfg.crop
+    crop = cfg.crop or (init_meta.get("crop") if not cfg.scale else 0) or scale
     if crop > scale:
         raise MinwaError(f"crop {crop} is larger than scale {scale}")
     return scale, crop
+
+
+def small_data_note(images: int, batch_size: int, steps: int) -> str:
+    """A sentence when the global batch is too large for the training set (under 4 steps per epoch, or over
+    a tenth of the images left out of every epoch by ``drop_last``), else ''."""
+    left = images - steps * batch_size
+    if steps >= 4 and left <= images / 10:
+        return ""
+    fit = max(1, 2 ** int(np.log2(max(1, images // 8))))  # a power of two giving ~8 or more steps per epoch
+    return (f"{images:,} training images in global batches of {batch_size}: {steps} step{'s' * (steps != 1)} per "
+            f"epoch, {left} images left out of each; set data.batch_size={fit} (or lower) for a set this small")
+
+
+def class_weights(mode: str, labels: np.ndarray, num_classes: int) -> torch.Tensor | None:
+    """The loss weight of each class: None (``none``), or ``balanced`` = N / (K * n_c) from the training
+    set's counts (sklearn's rule: every class weighs as much in total; 0 for a class without images)."""
+    if mode == "none":
+        return None
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def build_criterion(cfg: OptimConfig, labels: np.ndarray, num_classes: int, device) -> nn.Module:
+    """Cross-entropy summed over the batch (the trainer divides by the global batch), with the label
+    smoothing and class weights of ``cfg``; the same on every rank, so ranks stay exact."""
+    weight = class_weights(cfg.class_weights, labels, num_classes)
+    return nn.CrossEntropyLoss(weight=None if weight is None else weight.to(device), reduction="sum",
+                               label_smoothing=cfg.label_smoothing)
 
 
 @torch.no_grad()

@@ -15,6 +15,8 @@ from minwa.parallel.config import ParallelConfig
 from minwa.utils import runtime_config
 from minwa.utils.runtime_config import RuntimeConfig
 
+CLASS_WEIGHTS = ("none", "balanced")
+
 
 @dataclass
 class OptimConfig:
@@ -31,6 +33,7 @@ class OptimConfig:
     plateau_patience: int = 2  # epochs without improvement before dividing by 10
     min_lr: float = 1e-4
     label_smoothing: float = 0.0
+    class_weights: str = "none"  # none | balanced: each class's loss weighted by N / (classes x its training images)
     ema: float = 0.0  # exponential moving average of weights (0 = off), evaluated instead of the raw weights
     grad_clip: float = 0.0
 
@@ -81,6 +84,8 @@ def check(cfg: TrainConfig) -> TrainConfig:
         (0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}"),
         (o.weight_decay >= 0, f"optim.weight_decay must not be negative, got {o.weight_decay}"),
         (0 <= o.label_smoothing < 1, f"optim.label_smoothing must be in [0, 1), got {o.label_smoothing}"),
+        (o.class_weights in CLASS_WEIGHTS, f"optim.class_weights must be {' or '.join(CLASS_WEIGHTS)}, "
+                                           f"got '{o.class_weights}'"),
         (0 <= o.ema < 1, f"optim.ema must be in [0, 1), got {o.ema}"),
         (o.warmup_epochs >= 0, f"optim.warmup_epochs must not be negative, got {o.warmup_epochs}"),
         (0 <= o.final_lr_frac <= 1, f"optim.final_lr_frac must be in [0, 1], got {o.final_lr_frac}"),

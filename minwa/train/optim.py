@@ -83,7 +83,7 @@ class Schedule:
 
     def observe(self, val_acc: float) -> bool:
         """Paper §5.1: divide by 10 when accuracy stops increasing. Returns True when the lr dropped."""
-        if self.cfg.schedule != "plateau":
+        if self.cfg.schedule != "plateau" or val_acc != val_acc:  # NaN: no validation set, nothing to judge by
             return False
         if val_acc > self.best + 1e-4:
             self.best, self.bad_epochs = val_acc, 0

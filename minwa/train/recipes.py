@@ -1,9 +1,13 @@
 """Recipes: functions that return a complete :class:`TrainConfig`. Files and the command line override.
 
-``fashion`` is the default (the demo's): a small VGG-style net on Fashion-MNIST, tuned for time to
-accuracy on a 2-core CPU. ``deepimage16`` / ``deepimage19`` are the paper's (§5.1): SGD momentum 0.9,
-weight decay 5e-4, lr 0.01 divided by 10 on plateau, one model per scale S with random 224 crops and the
-full Table 1 augmentation. ``finetune`` is §5.1's fine-tuning: lr 0.001 → 0.0001.
+No recipe names any data: ``data.train`` (and ``data.val``, else ``data.val_fraction`` of the training set)
+are the user's. Without ``--recipe``, ``minwa train`` picks one from the data (``recipe_for_data``):
+``fashion`` for small grey images all of one size (Fashion-MNIST's IDX files or their shards), ``photos``
+for anything else (a folder of JPEGs). ``fashion``: a small VGG-style net tuned for time to accuracy on a
+2-core CPU. ``photos``: ResNet-18 on a few hundred to a few thousand photographs. ``deepimage16`` /
+``deepimage19`` are the paper's (§5.1): SGD momentum 0.9, weight decay 5e-4, lr 0.01 divided by 10 on
+plateau, one model per scale S with random 224 crops and the full Table 1 augmentation. ``finetune`` is
+§5.1's fine-tuning: lr 0.001 → 0.0001, the geometry of the checkpoint it starts from.
 """
 
 from __future__ import annotations
@@ -16,9 +20,6 @@ from minwa.errors import MinwaError
 from minwa.models.config import ModelConfig
 from minwa.train.config import OptimConfig, TrainConfig
 from minwa.utils.runtime_config import RuntimeConfig
-
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-
 
 def fashion() -> TrainConfig:
     """Fashion-MNIST, 28 px: 60,000 images / 256 per step = 234 steps per epoch; 14 epochs = 3,276 steps.
@@ -35,7 +36,7 @@ def fashion() -> TrainConfig:
         runtime=RuntimeConfig(precision="auto"),  # bf16 where the device has bf16 units, else fp32/fp16
         eval_every=1.0,
         eval_flip=True,
-        data=DataConfig(train=FASHION_MNIST, val=FASHION_MNIST, batch_size=256, cache="auto"),
+        data=DataConfig(batch_size=256, cache="auto"),
         augment=AugmentConfig().with_preset("fashion"),
         model=ModelConfig(name="fashion-net"),
         optim=OptimConfig(name="sgd", lr=0.2, lr_batch=256, momentum=0.9, nesterov=True, weight_decay=5e-4,
@@ -59,16 +60,47 @@ def deepimage(model: str = "deepimage16", scale: int = 256) -> TrainConfig:
     )
 
 
+def photos() -> TrainConfig:
+    """A folder of photographs (hundreds to a few thousand JPEGs of any size): ResNet-18 from scratch, the
+    shorter side at S = 128 and a random 112 crop of a square placed anywhere along the long side
+    (``data.square``), AlexNet's augmentation (flip, crop, PCA lighting: lighter than Table 1, which a few
+    hundred images do not need to be told apart), and small-data batches: 32 images, so a set of 300 takes
+    9 steps per epoch (a batch of 256 would take one and leave 40 out).
+
+    lr 0.1 per 256 images = 0.0125 at batch 32, one-cycle over 30 epochs (2 warm-up), Nesterov, label
+    smoothing 0.1; precision auto (fp32 on a CPU without bf16 units, which runs bf16 13x slower).
+    Measured: the photo_folder fixture (432 JPEGs, 4 classes) in docs/BENCHMARKS.md ("Your own photographs").
+    """
+    return TrainConfig(
+        recipe="photos",
+        out="runs/photos",
+        epochs=30,
+        runtime=RuntimeConfig(precision="auto"),  # fp32 on a CPU without bf16 units
+        eval_every=1.0,
+        eval_flip=True,
+        data=DataConfig(scale=128, crop=112, batch_size=32, workers=2, cache="auto"),
+        augment=AugmentConfig().with_preset("alexnet"),
+        model=ModelConfig(name="resnet18"),
+        optim=OptimConfig(name="sgd", lr=0.1, lr_batch=256, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                          decay_norm_bias=False, schedule="onecycle", warmup_epochs=2.0, final_lr_frac=0.0,
+                          label_smoothing=0.1),
+    )
+
+
 def finetune(base: TrainConfig | None = None, mode: str = "fc") -> TrainConfig:
     """§5.1 fine-tuning: all layers, the last three FC layers, or the softmax only.
 
     The paper trains at lr 0.01 and fine-tunes from 0.001 down to 0.0001: a tenth of the training rate,
     decayed tenfold. The same ratios are applied to the base recipe's rate (for the paper's recipes this
-    is exactly 0.001 → 0.0001).
+    is exactly 0.001 → 0.0001). The base (``photos`` unless given: ``recipe_for_data`` picks it for the
+    data) gives the augmentation and the batch; the scale and crop are left to the checkpoint (``data.scale
+    = 0``: ``minwa.train.build.input_geometry`` reads them from its sidecar), as are the model and the
+    input mean/std.
     """
-    cfg = base or fashion()
+    cfg = base or photos()
     return dataclasses.replace(
         cfg, recipe=f"{cfg.recipe}-finetune", finetune=mode,
+        data=dataclasses.replace(cfg.data, scale=0, crop=0),
         optim=dataclasses.replace(cfg.optim, lr=cfg.optim.lr / 10, schedule="linear", warmup_epochs=0.0,
                                   final_lr_frac=0.1),
     )
@@ -76,15 +108,34 @@ def finetune(base: TrainConfig | None = None, mode: str = "fc") -> TrainConfig:
 
 RECIPES = {
     "fashion": fashion,
+    "photos": photos,
     "deepimage16-256": lambda: deepimage("deepimage16", 256),
     "deepimage16-512": lambda: deepimage("deepimage16", 512),
     "deepimage19-256": lambda: deepimage("deepimage19", 256),
     "resnet50": lambda: dataclasses.replace(deepimage("resnet50", 256), recipe="resnet50", out="runs/resnet50"),
     "finetune": finetune,
 }
+SMALL_GREY = 64  # px: grey images all of one size up to this are Fashion-MNIST-like
 
 
-def get_recipe(name: str) -> TrainConfig:
+def get_recipe(name: str, data: str = "") -> TrainConfig:
+    """Recipe ``name``; ``finetune`` starts from the recipe that fits ``data`` (``recipe_for_data``)."""
     if name not in RECIPES:
         raise MinwaError(f"unknown recipe '{name}' (known: {', '.join(RECIPES)})")
+    if name == "finetune" and data:
+        return finetune(RECIPES[recipe_for_data(data)[0]]())
     return RECIPES[name]()
+
+
+def recipe_for_data(path: str) -> tuple[str, str]:
+    """(recipe name, why) for the training data at ``path``: ``fashion`` for grey images all of one small
+    size, ``photos`` for anything else; ``photos`` when there is no path yet (the trainer then asks for one)."""
+    from minwa.data import open_dataset  # reads the data: numpy, only when a recipe is chosen for data
+
+    if not path:
+        return "photos", "no training data named yet"
+    ds = open_dataset(path, split="train")
+    size = ds.image_size()
+    if ds.channels == 1 and size is not None and max(size) <= SMALL_GREY:
+        return "fashion", f"grey {size[1]}x{size[0]} images, like Fashion-MNIST"
+    return "photos", "colour images" if ds.channels == 3 else "grey images of several sizes"

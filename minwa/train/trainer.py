@@ -28,7 +28,7 @@ from minwa.augment import Augmenter, apply_preset
 from minwa.augment.mix import build_mixer
 from minwa.data import build_loader
 from minwa.data.classes import label_map
-from minwa.data.subset import select_classes
+from minwa.data.subset import hold_out, select_classes
 from minwa.errors import MinwaError
 from minwa.evaluate.metrics import topk_correct
 from minwa.evaluate.views import match_channels
@@ -37,8 +37,8 @@ from minwa.models.checkpoint import read_meta, save_checkpoint
 from minwa.parallel import failure_guard, full_state_dict, init_distributed, parallelize, shutdown
 from minwa.parallel.parallelize import mixed_precision_dtype
 from minwa.parallel.watchdog import note_progress
-from minwa.train.build import (build_model, estimate_mean_std, input_geometry,
-                               model_kwargs, open_split, seed_everything)
+from minwa.train.build import (build_criterion, build_model, estimate_mean_std, input_geometry, model_kwargs,
+                               open_split, seed_everything, small_data_note)
 from minwa.train.best import BestWatch
 from minwa.train.checkpointer import TrainCheckpointer
 from minwa.train.config import TrainConfig, check
@@ -161,14 +161,18 @@ class Trainer:
         cfg, dims = self.cfg, self.dims
         self.train_ds = select_classes(open_split(cfg.data.train, "train"), cfg.data.classes)
         self.val_ds = select_classes(open_split(cfg.data.val, "test"), cfg.data.classes) if cfg.data.val else None
+        self.held_out = self.val_ds is None and cfg.data.val_fraction > 0  # validate on part of the training set
+        if self.held_out:
+            self.train_ds, self.val_ds = hold_out(self.train_ds, cfg.data.val_fraction, cfg.data.seed)
         self.classes = list(self.train_ds.classes)
         self.in_chans = self.train_ds.channels
-        self.scale, self.crop = input_geometry(cfg.data, self.train_ds)
+        self.scale, self.crop = input_geometry(cfg.data, self.train_ds, read_meta(cfg.init) if cfg.init else None)
         dims.local_batch_size(cfg.data.batch_size)  # the global batch must divide over the ranks
-        self.loader = build_loader(cfg.data, self.train_ds, train=True, rank=dims.rank,
+        data = dataclasses.replace(cfg.data, scale=self.scale, crop=self.crop)
+        self.loader = build_loader(data, self.train_ds, train=True, rank=dims.rank,
                                    world_size=dims.world_size, device=str(self.device))
         # validation images take the training geometry (the shorter side at S), whatever their own size
-        val_data = dataclasses.replace(cfg.data, drop_last=False, scale=cfg.data.scale or self.scale)
+        val_data = dataclasses.replace(data, drop_last=False)
         self.val_loader = (build_loader(val_data, self.val_ds, train=False,
                                         rank=dims.rank, world_size=dims.world_size, device=str(self.device))
                            if self.val_ds is not None else None)
@@ -178,6 +182,8 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise MinwaError(f"the training set ({len(self.train_ds)} images) is smaller than one global batch "
                              f"({cfg.data.batch_size}); lower data.batch_size")
+        if self.is_main and (note := small_data_note(len(self.train_ds), cfg.data.batch_size, len(self.loader))):
+            print(f"warning: {note}", file=sys.stderr)
         self.aug_cfg = apply_preset(cfg.augment)
         self.mean, self.std = None, None
 
@@ -222,7 +228,7 @@ class Trainer:
         self.schedule = Schedule(cfg.optim, self.total_steps, self.steps_per_epoch)
         self.scaler = grad_scaler(self.precision, self.device,
                                   sharded=self.dims.world_size > 1 and self.dims.strategy in ("fsdp", "hybrid"))
-        self.criterion = nn.CrossEntropyLoss(reduction="sum", label_smoothing=cfg.optim.label_smoothing)
+        self.criterion = build_criterion(cfg.optim, self.train_ds.labels, len(self.classes), self.device)
         self.step = 0
         self.epoch = 0
         self.epoch_loss = (torch.zeros((), device=self.device), 0)  # (sum, steps) of this epoch's losses
@@ -277,6 +283,8 @@ class Trainer:
         atomic_write_text(self.out / "config.toml", config_io.dump_toml(self.cfg))
         self.logs = RunLog(self.out)
         self.logs.start(self.step if self.cfg.resume else None)
+        if self.held_out:  # which samples validated this run (data.val_fraction of each class, data.seed)
+            atomic_write_text(self.out / "held_out.txt", "".join(f"{self.val_ds.source(i)}\n" for i in range(len(self.val_ds))))
 
     def finished_result(self) -> RunResult:
         """What a finished run recorded (its final.json), for a ``--resume`` that has nothing left to do."""
