@@ -19,7 +19,8 @@ from types import SimpleNamespace
 from minwa import config as config_io
 from minwa.evaluate import EvalConfig, evaluate
 from minwa.train import get_recipe, train
-from minwa.train.recipes import FASHION_MNIST, finetune
+from minwa.data.config import FASHION_MNIST
+from minwa.train.recipes import finetune
 from minwa.utils.atomic import atomic_write_json
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from minwa import config as config_io
 from minwa.errors import check_rules
 from minwa.train import config as train_config
-from minwa.train.recipes import FASHION_MNIST, RECIPES, get_recipe
+from minwa.data.config import FASHION_MNIST
+from minwa.train.recipes import RECIPES, get_recipe
 from minwa.utils import runtime_config
 from minwa.utils.runtime_config import RuntimeConfig
 

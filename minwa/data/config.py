@@ -11,6 +11,9 @@ SQUARES = ("random", "centre")
 MAX_SIDE = 4096  # px: data.scale / data.crop above this are typos (the paper's largest scale is 512)
 
 
+# Debian's dataset-fashion-mnist: where the demo and the benchmarks read by default (no recipe points at it)
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
 @dataclass
 class DataConfig:
     train: str = ""  # packed shards folder (or a raw source: IDX folder, ImageFolder, .lst)
