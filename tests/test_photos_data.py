@@ -92,6 +92,9 @@ def test_the_recipe_is_chosen_from_the_data(photo_folder, tmp_path):
     assert recipe_for_data(str(tmp_path / "idx"))[0] == "fashion"
     pack(tmp_path / "idx", tmp_path / "idx-shards", workers=1, progress=False)
     assert recipe_for_data(str(tmp_path / "idx-shards"))[0] == "fashion"
+    rest, held = hold_out(open_dataset(tmp_path / "idx-shards"), 0.1, seed=0)  # shards are held out from alike
+    assert len(rest) + len(held) == 200 and ".tar:" in held.source(0)
+    assert recipe_for_data(str(tmp_path / "nowhere")) == ("photos", "")  # the trainer says what is wrong
     assert recipe_for_data(str(photo_folder / "train")) == ("photos", "colour images")
     photos = get_recipe("photos")
     assert photos.data.batch_size <= 328 // 8 and photos.data.scale and photos.data.crop < photos.data.scale

@@ -37,7 +37,7 @@ def resolve_config(args):
         data = config_io.load(get_recipe("photos"), args.config, args.overrides, flags=flags).data.train
         if recipe is None:
             recipe, why = recipe_for_data(data)
-            if not args.print_config:
+            if why and not args.print_config:
                 print(f"recipe: {recipe} ({why}; --recipe to choose another)")
         return config_io.load(get_recipe(recipe, data), args.config, args.overrides, flags=flags)
     return config_io.load(get_recipe(recipe), args.config, args.overrides, flags=flags)
