@@ -2,8 +2,9 @@
 
 HELP = "train a model (recipe + config file + key=value overrides)"
 DESCRIPTION = """Train a model. The configuration is a recipe (--recipe; by default the one that fits the data:
-'fashion' for Fashion-MNIST-like grey images, 'photos' otherwise), then a TOML/YAML file (--config), then overrides (--set optim.lr=0.1 --set data.batch_size=512 ...). Launch with
-torchrun for several processes or GPUs; parallel.strategy picks fsdp | butterfly | hybrid."""
+'fashion' for small images of one size like Fashion-MNIST's, 'photos' otherwise), then a TOML/YAML file
+(--config), then overrides (--set optim.lr=0.1 --set data.batch_size=512 ...). Without --val, a tenth of
+each class of the training data validates (data.val_fraction). Launch with torchrun for several processes or GPUs; parallel.strategy picks fsdp | butterfly | hybrid."""
 
 from minwa import config as config_io
 from minwa.commands.config_args import add_config_arguments

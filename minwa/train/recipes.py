@@ -2,8 +2,8 @@
 
 No recipe names any data: ``data.train`` (and ``data.val``, else ``data.val_fraction`` of the training set)
 are the user's. Without ``--recipe``, ``minwa train`` picks one from the data (``recipe_for_data``):
-``fashion`` for small grey images all of one size (Fashion-MNIST's IDX files or their shards), ``photos``
-for anything else (a folder of JPEGs). ``fashion``: a small VGG-style net tuned for time to accuracy on a
+``fashion`` for small images all of one size (Fashion-MNIST's IDX files or their shards), ``photos`` for
+anything else (a folder of JPEGs). ``fashion``: a small VGG-style net tuned for time to accuracy on a
 2-core CPU. ``photos``: the same net on a few hundred to a few thousand colour photographs. ``deepimage16`` /
 ``deepimage19`` are the paper's (§5.1): SGD momentum 0.9, weight decay 5e-4, lr 0.01 divided by 10 on
 plateau, one model per scale S with random 224 crops and the full Table 1 augmentation. ``finetune`` is
@@ -115,7 +115,7 @@ RECIPES = {
     "resnet50": lambda: dataclasses.replace(deepimage("resnet50", 256), recipe="resnet50", out="runs/resnet50"),
     "finetune": finetune,
 }
-SMALL_GREY = 64  # px: grey images all of one size up to this are Fashion-MNIST-like
+SMALL_IMAGES = 64  # px: images all of one size up to this are Fashion-MNIST-like (CIFAR's 32 too)
 
 
 def get_recipe(name: str, data: str = "") -> TrainConfig:
@@ -128,8 +128,8 @@ def get_recipe(name: str, data: str = "") -> TrainConfig:
 
 
 def recipe_for_data(path: str) -> tuple[str, str]:
-    """(recipe name, why) for the training data at ``path``: ``fashion`` for grey images all of one small
-    size, ``photos`` for anything else. Data that cannot be opened (or none named) gives ``photos`` and no
+    """(recipe name, why) for the training data at ``path``: ``fashion`` for images all of one small size
+    (known without decoding: IDX files, shards), ``photos`` for anything else. Data that cannot be opened (or none named) gives ``photos`` and no
     reason: the trainer then says what is wrong with it, after the settings are checked."""
     from minwa.data import open_dataset  # reads the data: numpy, only when a recipe is chosen for data
 
@@ -140,6 +140,6 @@ def recipe_for_data(path: str) -> tuple[str, str]:
     if ds is None:
         return "photos", ""
     size = ds.image_size()
-    if ds.channels == 1 and size is not None and max(size) <= SMALL_GREY:
-        return "fashion", f"grey {size[1]}x{size[0]} images, like Fashion-MNIST"
-    return "photos", "colour images" if ds.channels == 3 else "grey images of several sizes"
+    if size is not None and max(size) <= SMALL_IMAGES:
+        return "fashion", f"{'grey ' if ds.channels == 1 else ''}{size[1]}x{size[0]} images, like Fashion-MNIST's"
+    return "photos", "photographs" if size is None else f"{size[1]}x{size[0]} images"
