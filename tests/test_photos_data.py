@@ -60,7 +60,7 @@ def test_without_val_a_held_out_split_validates_and_is_recorded(photo_folder, tm
     run = tmp_path / "run"
     code, err, out = run_cli(capsys, "train", "--data", photo_folder / "train", "--out", run, *FAST)
     assert code == 0, err
-    assert out.splitlines()[0] == "recipe: photos (colour images; --recipe to choose another)"
+    assert out.splitlines()[0] == "recipe: photos (photographs; --recipe to choose another)"
     train = open_dataset(photo_folder / "train")
     held = (run / "held_out.txt").read_text().splitlines()
     _, val = hold_out(train, 0.1, seed=0)
@@ -89,10 +89,13 @@ def test_no_validation_at_all_leaves_the_plateau_schedule_alone(photo_folder, tm
 # ------------------------------------------------------------------------------------------ recipes
 def test_the_recipe_is_chosen_from_the_data(photo_folder, tmp_path):
     small_idx(tmp_path / "idx", n=200)
-    assert recipe_for_data(str(tmp_path / "idx"))[0] == "fashion"
+    assert recipe_for_data(str(tmp_path / "idx")) == ("fashion", "grey 28x28 images, like Fashion-MNIST's")
     pack(tmp_path / "idx", tmp_path / "idx-shards", workers=1, progress=False)
     assert recipe_for_data(str(tmp_path / "idx-shards"))[0] == "fashion"
-    assert recipe_for_data(str(photo_folder / "train")) == ("photos", "colour images")
+    rest, held = hold_out(open_dataset(tmp_path / "idx-shards"), 0.1, seed=0)  # shards are held out from alike
+    assert len(rest) + len(held) == 200 and ".tar:" in held.source(0)
+    assert recipe_for_data(str(tmp_path / "nowhere")) == ("photos", "")  # the trainer says what is wrong
+    assert recipe_for_data(str(photo_folder / "train")) == ("photos", "photographs")
     photos = get_recipe("photos")
     assert photos.data.batch_size <= 328 // 8 and photos.data.scale and photos.data.crop < photos.data.scale
     ft = get_recipe("finetune", str(photo_folder / "train"))

@@ -2,8 +2,9 @@
 
 HELP = "train a model (recipe + config file + key=value overrides)"
 DESCRIPTION = """Train a model. The configuration is a recipe (--recipe; by default the one that fits the data:
-'fashion' for Fashion-MNIST-like grey images, 'photos' otherwise), then a TOML/YAML file (--config), then overrides (--set optim.lr=0.1 --set data.batch_size=512 ...). Launch with
-torchrun for several processes or GPUs; parallel.strategy picks fsdp | butterfly | hybrid."""
+'fashion' for small images of one size like Fashion-MNIST's, 'photos' otherwise), then a TOML/YAML file
+(--config), then overrides (--set optim.lr=0.1 --set data.batch_size=512 ...). Without --val, a tenth of
+each class of the training data validates (data.val_fraction). Launch with torchrun for several processes or GPUs; parallel.strategy picks fsdp | butterfly | hybrid."""
 
 from minwa import config as config_io
 from minwa.commands.config_args import add_config_arguments
@@ -47,7 +48,7 @@ def resolve_config(args):
         data = config_io.load(get_recipe("photos"), args.config, args.overrides, flags=flags).data.train
         if recipe is None:
             recipe, why = recipe_for_data(data)
-            if not args.print_config:
+            if why and not args.print_config:
                 print(f"recipe: {recipe} ({why}; --recipe to choose another)")
         return config_io.load(get_recipe(recipe, data), args.config, args.overrides, flags=flags)
     return config_io.load(get_recipe(recipe), args.config, args.overrides, flags=flags)

@@ -2,9 +2,9 @@
 
 No recipe names any data: ``data.train`` (and ``data.val``, else ``data.val_fraction`` of the training set)
 are the user's. Without ``--recipe``, ``minwa train`` picks one from the data (``recipe_for_data``):
-``fashion`` for small grey images all of one size (Fashion-MNIST's IDX files or their shards), ``photos``
-for anything else (a folder of JPEGs). ``fashion``: a small VGG-style net tuned for time to accuracy on a
-2-core CPU. ``photos``: ResNet-18 on a few hundred to a few thousand photographs. ``deepimage16`` /
+``fashion`` for small images all of one size (Fashion-MNIST's IDX files or their shards), ``photos`` for
+anything else (a folder of JPEGs). ``fashion``: a small VGG-style net tuned for time to accuracy on a
+2-core CPU. ``photos``: the same net on a few hundred to a few thousand colour photographs. ``deepimage16`` /
 ``deepimage19`` are the paper's (§5.1): SGD momentum 0.9, weight decay 5e-4, lr 0.01 divided by 10 on
 plateau, one model per scale S with random 224 crops and the full Table 1 augmentation. ``finetune`` is
 §5.1's fine-tuning: lr 0.001 → 0.0001, the geometry of the checkpoint it starts from.
@@ -61,26 +61,27 @@ def deepimage(model: str = "deepimage16", scale: int = 256) -> TrainConfig:
 
 
 def photos() -> TrainConfig:
-    """A folder of photographs (hundreds to a few thousand JPEGs of any size): ResNet-18 from scratch, the
-    shorter side at S = 128 and a random 112 crop of a square placed anywhere along the long side
-    (``data.square``), AlexNet's augmentation (flip, crop, PCA lighting: lighter than Table 1, which a few
-    hundred images do not need to be told apart), and small-data batches: 32 images, so a set of 300 takes
-    9 steps per epoch (a batch of 256 would take one and leave 40 out).
+    """A folder of photographs (hundreds to a few thousand JPEGs of any size), trained from scratch on a
+    2-core CPU in minutes: ``fashion-net`` (0.29M weights, global pooling, so any input size) on colour
+    squares with the shorter side at S = 72 and random 64 crops, the square itself placed anywhere along
+    the long side (``data.square``); AlexNet's augmentation (flip, crop, PCA lighting: lighter than Table 1,
+    whose distortions a few hundred images and a 0.3M-weight net gain nothing from); small-data batches of
+    32, so 295 images take 9 steps per epoch (a batch of 256 would take one and leave 39 out).
 
-    lr 0.1 per 256 images = 0.0125 at batch 32, one-cycle over 30 epochs (2 warm-up), Nesterov, label
-    smoothing 0.1; precision auto (fp32 on a CPU without bf16 units, which runs bf16 13x slower).
-    Measured: the photo_folder fixture (432 JPEGs, 4 classes) in docs/BENCHMARKS.md ("Your own photographs").
+    lr 0.1 per 256 images = 0.0125 at batch 32, one-cycle over 15 epochs (2 warm-up), Nesterov, label
+    smoothing 0.1, precision auto (fp32 on a CPU without bf16 units, which runs bf16 13x slower). ResNet-18 at
+    64 px took 65 s per epoch against this net's 17 on the shared 2 cores. Measured on the photo_folder fixture in docs/BENCHMARKS.md ("Your own photographs").
     """
     return TrainConfig(
         recipe="photos",
         out="runs/photos",
-        epochs=30,
+        epochs=15,
         runtime=RuntimeConfig(precision="auto"),  # fp32 on a CPU without bf16 units
         eval_every=1.0,
         eval_flip=True,
-        data=DataConfig(scale=128, crop=112, batch_size=32, workers=2, cache="auto"),
+        data=DataConfig(scale=72, crop=64, batch_size=32, workers=2, cache="auto"),
         augment=AugmentConfig().with_preset("alexnet"),
-        model=ModelConfig(name="resnet18"),
+        model=ModelConfig(name="fashion-net"),
         optim=OptimConfig(name="sgd", lr=0.1, lr_batch=256, momentum=0.9, nesterov=True, weight_decay=5e-4,
                           decay_norm_bias=False, schedule="onecycle", warmup_epochs=2.0, final_lr_frac=0.0,
                           label_smoothing=0.1),
@@ -115,7 +116,7 @@ RECIPES = {
     "resnet50": lambda: dataclasses.replace(deepimage("resnet50", 256), recipe="resnet50", out="runs/resnet50"),
     "finetune": finetune,
 }
-SMALL_GREY = 64  # px: grey images all of one size up to this are Fashion-MNIST-like
+SMALL_IMAGES = 64  # px: images all of one size up to this are Fashion-MNIST-like (CIFAR's 32 too)
 
 
 def get_recipe(name: str, data: str = "") -> TrainConfig:
@@ -128,14 +129,18 @@ def get_recipe(name: str, data: str = "") -> TrainConfig:
 
 
 def recipe_for_data(path: str) -> tuple[str, str]:
-    """(recipe name, why) for the training data at ``path``: ``fashion`` for grey images all of one small
-    size, ``photos`` for anything else; ``photos`` when there is no path yet (the trainer then asks for one)."""
+    """(recipe name, why) for the training data at ``path``: ``fashion`` for images all of one small size
+    (known without decoding: IDX files, shards), ``photos`` for anything else. Data that cannot be opened (or none named) gives ``photos`` and no
+    reason: the trainer then says what is wrong with it, after the settings are checked."""
     from minwa.data import open_dataset  # reads the data: numpy, only when a recipe is chosen for data
 
-    if not path:
-        return "photos", "no training data named yet"
-    ds = open_dataset(path, split="train")
+    try:
+        ds = open_dataset(path, split="train") if path else None
+    except MinwaError:
+        ds = None
+    if ds is None:
+        return "photos", ""
     size = ds.image_size()
-    if ds.channels == 1 and size is not None and max(size) <= SMALL_GREY:
-        return "fashion", f"grey {size[1]}x{size[0]} images, like Fashion-MNIST"
-    return "photos", "colour images" if ds.channels == 3 else "grey images of several sizes"
+    if size is not None and max(size) <= SMALL_IMAGES:
+        return "fashion", f"{'grey ' if ds.channels == 1 else ''}{size[1]}x{size[0]} images, like Fashion-MNIST's"
+    return "photos", "photographs" if size is None else f"{size[1]}x{size[0]} images"
