@@ -116,7 +116,7 @@ def test_predict_takes_a_folder_and_says_which_checkpoint(tiny_run, capsys):
     assert main(["predict", "--ckpt", str(tiny_run / "run"), str(folder)]) == 0
     out, err = capsys.readouterr()
     assert sum(line.endswith(".png") for line in out.splitlines()) == len(list(folder.iterdir()))
-    assert f"checkpoint {tiny_run / 'run' / 'best.safetensors'} (epoch " in err and "val top-1" in err
+    assert f"checkpoint {tiny_run / 'run' / 'best.safetensors'} (epoch " in out and "val top-1" in out
     empty = tiny_run / "empty-folder"
     empty.mkdir(exist_ok=True)
     assert main(["predict", "--ckpt", str(tiny_run / "run"), str(empty)]) == 2

@@ -130,9 +130,10 @@ def full_disk(monkeypatch):
 
 
 def _one_sentence(err: str) -> str:
-    err = err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
-    return err
+    lines = err.strip().splitlines()  # train's start-up summary may come first; the error is one last line
+    assert lines and lines[-1].startswith("error: ") and "Traceback" not in err, err
+    assert sum(line.startswith("error: ") for line in lines) == 1, err
+    return lines[-1]
 
 
 def _minwa(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -345,7 +346,7 @@ def test_a_finished_run_folder_is_refused_or_cleared_on_request(finished_run, tm
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
     (out / "notes.txt").write_text("the user's own file")
-    with pytest.raises(MinwaError, match=r"already holds a run \(final.json, final.safetensors, metrics.csv, metrics.jsonl, "
+    with pytest.raises(MinwaError, match=r"already holds a run \(best.json, best.safetensors, final.json, final.safetensors, learning_curve.png, metrics.csv, metrics.jsonl, "
                                          r"tensorboard, train_state.*\); continue it with --resume"):
         check_fresh_run_folder(out, overwrite=False)
     assert (out / "final.json").exists()

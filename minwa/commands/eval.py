@@ -2,7 +2,6 @@
 
 import contextlib
 import json
-import sys
 
 from minwa import config as config_io
 from minwa.commands.config_args import add_config_arguments
@@ -46,8 +45,9 @@ def run(args) -> int:
 
     if cfg.out:
         prepare_output_folder(cfg.out, "output folder")  # before the data are read
-    for ckpt in cfg.ckpts:
-        print(f"checkpoint {describe_checkpoint(ckpt)}", file=sys.stderr)
+    if not cfg.json:  # stdout stays one JSON object with --json; stderr is kept for errors
+        for ckpt in cfg.ckpts:
+            print(f"checkpoint {describe_checkpoint(ckpt)}")
     with hold_folder(cfg.out, "minwa eval") if cfg.out else contextlib.nullcontext():
         report = evaluate(cfg, progress=not cfg.json)
         if cfg.out:

@@ -1,7 +1,6 @@
 """`minwa predict`: top-k classes of image files, through the eval path (scales, flips, ensembles)."""
 
 import argparse
-import sys
 
 HELP = "classify image files: top-k class names with probabilities (ensembles, scales, flips)"
 
@@ -71,8 +70,9 @@ def run(args) -> int:
     if args.max_pixels < 0:
         raise MinwaError(f"--max-pixels must be 0 (no limit) or positive, got {args.max_pixels}")
     images = expand_folders(args.images)
-    for ckpt in args.ckpt:
-        print(f"checkpoint {describe_checkpoint(ckpt)}", file=sys.stderr)
+    if not args.json:  # stdout stays one JSON document with --json; stderr is kept for errors
+        for ckpt in args.ckpt:
+            print(f"checkpoint {describe_checkpoint(ckpt)}")
     results = predict(args.ckpt, images, args.topk, scales=args.scales, flip=args.flip, dense=args.dense,
                       device=args.device, precision=args.precision, max_pixels=args.max_pixels)
     if args.json:
