@@ -98,9 +98,11 @@ def batches(loader) -> list[tuple[torch.Tensor, ...]]:
 
 
 def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
-    return err
+    err = capsys.readouterr().err.strip()  # a note or train's summary may come first; the error is one last line
+    lines = err.splitlines()
+    assert lines and lines[-1].startswith("error: ") and "Traceback" not in err, err
+    assert sum(line.startswith("error: ") for line in lines) == 1, err
+    return lines[-1]
 
 
 # ------------------------------------------------------------------------- 1. damaged sample bytes

@@ -201,7 +201,8 @@ def cache_rate(ds, cfg: LoaderBenchConfig, device: str, kind: str = "") -> float
     """Images/s of a cache path over one epoch, setting up excluded: decoded pixels (decode once, then
     index: ``memory`` on the CPU, ``device`` elsewhere), or ``kind="jpeg"``: nvJPEG decoding every batch."""
     data_cfg = DataConfig(scale=cfg.size, batch_size=cfg.batch_size, workers=cfg.workers or os.cpu_count() or 1,
-                          cache=kind or ("device" if device != "cpu" else "memory"))
+                          cache=kind or ("device" if device != "cpu" else "memory"),
+                          square="centre")  # a cache holds one square per image; a moving one streams
     loader = build_loader(data_cfg, ds, train=True, device=device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     n, t0 = 0, time.perf_counter()

@@ -233,7 +233,7 @@ def build_trainer(cfg: ThroughputBenchConfig, shards: Path, device: torch.device
         recipe="throughput", out=str(Path(cfg.work) / "run"), overwrite=True, epochs=1e6, eval_every=0,
         log_every=10**9, runtime=runtime,
         data=DataConfig(train=str(shards), scale=scale, crop=cfg.size, batch_size=cfg.batch, workers=workers,
-                        cache="none"),
+                        cache="none", square="centre", val_fraction=0.0),  # same square on both paths; no hold-out
         augment=AugmentConfig().with_preset(cfg.augment),
         model=ModelConfig(name=cfg.model, compile=cfg.compile),
     )  # fmt: skip
