@@ -6,6 +6,8 @@ DESCRIPTION = """Train a model. The configuration is a recipe (--recipe; by defa
 (--config), then overrides (--set optim.lr=0.1 --set data.batch_size=512 ...). Without --val, a tenth of
 each class of the training data validates (data.val_fraction). Launch with torchrun for several processes or GPUs; parallel.strategy picks fsdp | butterfly | hybrid."""
 
+import os
+
 from minwa import config as config_io
 from minwa.commands.config_args import add_config_arguments
 from minwa.errors import MinwaError
@@ -48,7 +50,7 @@ def resolve_config(args):
         data = config_io.load(get_recipe("photos"), args.config, args.overrides, flags=flags).data.train
         if recipe is None:
             recipe, why = recipe_for_data(data)
-            if why and not args.print_config:
+            if why and not args.print_config and os.environ.get("RANK", "0") == "0":  # said once, by rank 0
                 print(f"recipe: {recipe} ({why}; --recipe to choose another)")
         return config_io.load(get_recipe(recipe, data), args.config, args.overrides, flags=flags)
     return config_io.load(get_recipe(recipe), args.config, args.overrides, flags=flags)
