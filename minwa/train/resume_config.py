@@ -4,7 +4,7 @@ The run folder's ``config.toml`` is the resolved configuration that ran (the pre
 data it read), so a resume starts from it, not from a recipe: before this, ``minwa train --resume RUN``
 rebuilt the default recipe and failed on the weights' shapes. On top of it only settings that leave the
 continuation exact may change (how long to train, how often to log, validate and save, how many loader
-processes and threads); any other change is refused in one sentence, since it would silently make the
+processes and threads, the layout over ranks); any other change is refused in one sentence, since it would silently make the
 resumed run a different run.
 """
 
@@ -19,6 +19,7 @@ from minwa.errors import MinwaError
 # fields a resume may change without changing what the remaining steps compute
 SAFE_ON_RESUME = ("epochs", "time_budget_s", "target_accuracy", "log_every", "eval_every", "save_every",
                   "out", "resume", "data.workers", "runtime.threads")
+SAFE_SECTIONS = ("parallel.",)  # the layout over ranks: N ranks compute the one-process update (1 -> N resumes)
 
 
 def saved_config_path(resume) -> Path | None:
@@ -51,9 +52,10 @@ def resume_config(base_cls, resume, path=None, overrides=None, flags=None):
     saved = dataclasses.replace(saved, resume=str(resume), out=str(saved_path.parent))
     cfg = config_io.load(saved, path, overrides, flags=flags)
     before, after = _flat(saved), _flat(cfg)
-    changed = [k for k in after if after[k] != before.get(k) and k not in SAFE_ON_RESUME]
+    changed = [k for k in after if after[k] != before.get(k) and k not in SAFE_ON_RESUME
+               and not k.startswith(SAFE_SECTIONS)]
     if changed:
         raise MinwaError(f"--resume continues the run in {saved_path.parent} with the settings it was saved with; "
                          f"{', '.join(changed)} cannot change on a resume (safe to change: "
-                         f"{', '.join(SAFE_ON_RESUME[:-2])}, data.workers, runtime.threads)")
+                         f"{', '.join(SAFE_ON_RESUME[:-4])}, data.workers, runtime.threads, parallel.*)")
     return cfg
