@@ -14,6 +14,8 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from minwa.utils.words import noun
+
 
 class Reporter:
     """Rank 0's voice. ``bar``: draw the live progress bar; ``enabled``: print anything at all (False for
@@ -95,13 +97,13 @@ def epoch_line(rec: dict, epochs: float, num_classes: int, best: bool = False) -
 
 def lr_drop_line(rec: dict, patience: int) -> str:
     """The plateau schedule divided the learning rate (by ``1 / rec['by']``)."""
-    return (f"epoch {rec['epoch']:.2f}: val top-1 has not improved for {patience} {_plural('validation', patience)}: learning rate "
+    return (f"epoch {rec['epoch']:.2f}: val top-1 has not improved for {patience} {noun(patience, 'validation')}: learning rate "
             f"{rec['lr'] / rec['by']:.3g} -> {rec['lr']:.3g}")
 
 
 def early_stop_line(rec: dict) -> str:
     return (f"early stop at epoch {rec['epoch']:.2f}: val top-1 has not improved on {rec['best_val_acc']:.2%} "
-            f"(epoch {rec['best_epoch']:.2f}) for {rec['patience']} {_plural('validation', rec['patience'])} (early_stop_patience)")
+            f"(epoch {rec['best_epoch']:.2f}) for {rec['patience']} {noun(rec['patience'], 'validation')} (early_stop_patience)")
 
 
 def startup_lines(t) -> list[str]:
@@ -118,24 +120,20 @@ def startup_lines(t) -> list[str]:
     o = cfg.optim
     lr = (f"{o.lr:g} per {o.lr_batch} images x {batch}/{o.lr_batch} = {t.base_lr:.4g} peak"
           if batch != o.lr_batch else f"{t.base_lr:.4g} peak (quoted per {o.lr_batch} images = the batch)")
-    warm = f", {o.warmup_epochs:g} {_plural('epoch', o.warmup_epochs)} warm-up" if o.warmup_epochs else ""
+    warm = f", {o.warmup_epochs:g} {noun(o.warmup_epochs, 'epoch')} warm-up" if o.warmup_epochs else ""
     start = f"resumed at step {t.step:,} of {t.total_steps:,}" if t.step else "new run"
     return [
         f"run     {t.out} ({start})",
-        f"data    {n_train:,} training images in {len(t.classes)} {_plural('class', len(t.classes))} ({names}) "
+        f"data    {n_train:,} training images in {len(t.classes)} {noun(len(t.classes), 'class')} ({names}) "
         f"from {cfg.data.train}; {val}",
         f"input   {_geometry(t)}; {_cache(t.loader)}",
         f"steps   {t.steps_per_epoch:,} per epoch x {cfg.epochs:g} epochs = {t.total_steps:,}; global batch "
         f"{batch}{per_rank}" + (f"; drop_last leaves out {dropped} images per epoch" if dropped else ""),
         f"model   {t.model_name}: {t.n_params / 1e6:.2f}M parameters"
         + (f" ({t.n_trainable / 1e6:.2f}M trained)" if t.n_trainable != t.n_params else "")
-        + f"; {_device(t.device)}, {ranks} {_plural('rank', ranks)}, precision {t.precision}",
+        + f"; {_device(t.device)}, {ranks} {noun(ranks, 'rank')}, precision {t.precision}",
         f"lr      {lr} ({o.name}, {o.schedule} schedule{warm})",
     ]
-
-
-def _plural(word: str, n: int) -> str:
-    return word if n == 1 else (word + "es" if word.endswith("s") else word + "s")
 
 
 def _geometry(t) -> str:
