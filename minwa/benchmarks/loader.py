@@ -221,7 +221,7 @@ def cache_rate(ds, args, device: str, kind: str = "") -> float:
     from minwa.data import DataConfig, build_loader
 
     cfg = DataConfig(scale=args.size, batch_size=args.batch_size, workers=args.workers or os.cpu_count() or 1,
-                     cache=kind or ("device" if device != "cpu" else "memory"))
+                     cache=kind or ("device" if device != "cpu" else "memory"), square="centre")  # caches hold centre squares
     loader = build_loader(cfg, ds, train=True, device=device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     n, t0 = 0, time.perf_counter()

@@ -252,7 +252,7 @@ def build_trainer(args, shards: Path, device: torch.device):
         recipe="throughput", out=str(Path(args.work) / "run"), overwrite=True, epochs=1e6, precision=args.precision,
         device=str(device), eval_every=0, log_every=10**9,
         data=DataConfig(train=str(shards), scale=scale, crop=args.size, batch_size=args.batch, workers=workers,
-                        cache="none"),
+                        cache="none", val_fraction=0),  # no validation: the whole set streams
         augment=AugmentConfig(preset=args.augment),
         model=ModelConfig(name=args.model, channels_last=args.channels_last, compile=args.compile),
     )  # fmt: skip
@@ -297,8 +297,8 @@ def run(args) -> int:
     for kind in ("device", "jpeg"):
         if args.cache in (kind, "all"):
             t_cache = time.perf_counter()
-            cached = build_loader(dataclasses.replace(trainer.cfg.data, cache=kind), trainer.train_ds, train=True,
-                                  device=str(device))
+            centre = dataclasses.replace(trainer.cfg.data, cache=kind, square="centre")  # caches hold centre squares
+            cached = build_loader(centre, trainer.train_ds, train=True, device=str(device))
             cache_seconds[f"{kind}_cache_build_seconds"] = round(time.perf_counter() - t_cache, 2)
             sources[f"{kind}_cache"] = endless(cached)
     from minwa.data.workers import ring_size
