@@ -30,7 +30,7 @@ from minwa.train.run_folder import check_fresh_run_folder
 from minwa.utils.folder_lock import LOCK_NAME, FolderLock, hold_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--set", 'model.kwargs={"widths": [16, 32, 64]}', "--set", "data.batch_size=64", "--val", ""]
+TINY = ["--set", 'model.kwargs={"widths": [16, 32, 64]}', "--set", "data.batch_size=64", "--val", "", "--set", "data.val_fraction=0"]
 
 
 # ------------------------------------------------------------------------------------------ fixtures
