@@ -30,7 +30,7 @@ from minwa.train.run_folder import check_fresh_run_folder
 from minwa.utils.folder_lock import LOCK_NAME, FolderLock, hold_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--set", 'model.kwargs={"widths": [16, 32, 64]}', "--set", "data.batch_size=64", "--val", ""]
+TINY = ["--set", 'model.kwargs={"widths": [16, 32, 64]}', "--set", "data.batch_size=64", "--val", "", "--set", "data.val_fraction=0"]
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -346,7 +346,7 @@ def test_a_finished_run_folder_is_refused_or_cleared_on_request(finished_run, tm
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
     (out / "notes.txt").write_text("the user's own file")
-    with pytest.raises(MinwaError, match=r"already holds a run \(best.json, best.safetensors, final.json, final.safetensors, held_out.txt, learning_curve.png, metrics.csv, metrics.jsonl, "
+    with pytest.raises(MinwaError, match=r"already holds a run \(final.json, final.safetensors, metrics.csv, metrics.jsonl, "
                                          r"tensorboard, train_state.*\); continue it with --resume"):
         check_fresh_run_folder(out, overwrite=False)
     assert (out / "final.json").exists()

@@ -85,7 +85,7 @@ def test_jpeg_device_cache_decodes_on_the_gpu_like_the_cpu_loader(tmp_path):
 
     pack(make_corpus(tmp_path / "corpus", 96), tmp_path / "shards", progress=False)
     ds = open_dataset(tmp_path / "shards")
-    cfg = DataConfig(scale=224, batch_size=32, workers=0, seed=1)
+    cfg = DataConfig(scale=224, batch_size=32, workers=0, seed=1, square="centre")  # the cache holds centre squares
     cpu = build_loader(dataclasses.replace(cfg, cache="none"), ds, train=True)
     dev = build_loader(dataclasses.replace(cfg, cache="jpeg"), ds, train=True, device="cuda")
     assert dev.mode == "jpeg"

@@ -62,10 +62,11 @@ def test_without_val_a_held_out_split_validates_and_is_recorded(photo_folder, tm
     assert code == 0, err
     assert out.splitlines()[0] == "recipe: photos (photographs; --recipe to choose another)"
     train = open_dataset(photo_folder / "train")
-    held = (run / "held_out.txt").read_text().splitlines()
     _, val = hold_out(train, 0.1, seed=0)
-    assert held == [val.source(i) for i in range(len(val))] and len(held) == 33  # 6 + 11 + 6 + 10
-    assert all(Path(p).is_file() and Path(p).is_relative_to(photo_folder / "train") for p in held)
+    held = open_dataset(run / "held_out.csv")  # the record reads back as a labels file: `minwa eval --data` takes it
+    assert len(held) == 33 and np.bincount(held.labels).tolist() == [6, 11, 6, 10]
+    assert held.files == [Path(val.source(i)) for i in range(len(val))] and held.classes == train.classes
+    assert all(f.is_relative_to(photo_folder / "train") for f in held.files)
     vals = [r for r in records(run) if r["kind"] == "val"]
     assert vals and all(0 <= r["val_acc"] <= 1 for r in vals)
     assert "val_fraction = 0.1" in (run / "config.toml").read_text()
@@ -79,7 +80,7 @@ def test_no_validation_at_all_leaves_the_plateau_schedule_alone(photo_folder, tm
                         "--set", "data.val_fraction=0", "--set", "optim.schedule=plateau", "--set", "optim.plateau_patience=1")
     assert code == 0, err
     recs = records(run)
-    assert not (run / "held_out.txt").exists() and not [r for r in recs if r["kind"] == "lr_drop"]
+    assert not (run / "held_out.csv").exists() and not [r for r in recs if r["kind"] == "lr_drop"]
     assert len({r["lr"] for r in recs if r["kind"] == "val"}) == 1  # no validation: the rate was never cut
     s = Schedule(OptimConfig(schedule="plateau", plateau_patience=1), 100, 10)
     assert not any(s.observe(math.nan) for _ in range(5)) and s.plateau_factor == 1.0

@@ -19,7 +19,7 @@ class DataConfig:
     train: str = ""  # packed shards folder (or a raw source: IDX folder, ImageFolder, .lst)
     val: str = ""  # evaluation data: shards or a raw source; for an IDX folder the test split is used
     val_fraction: float = 0.1  # without `val`: this fraction of each class of `train` is held out for validation
-    # (stratified, drawn from `seed`, listed in the run's held_out.txt); 0 = no validation
+    # (stratified, drawn from `seed`, listed in the run's held_out.csv); 0 = no validation
     scale: int = 0  # S: shorter side resized to S, centre S x S handed over (0 = keep the native size)
     crop: int = 0  # C: the C x C crop fed to the network, cut by the augmenter (0 = same as scale / native)
     square: str = "random"  # train: where the S x S square sits along a photo's long side, drawn per sample and

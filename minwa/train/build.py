@@ -59,10 +59,10 @@ def input_geometry(cfg: DataConfig, dataset, init_meta: dict | None = None) -> t
 
 
 def small_data_note(images: int, batch_size: int, steps: int) -> str:
-    """A sentence when the global batch is too large for the training set (under 4 steps per epoch, or over
-    a tenth of the images left out of every epoch by ``drop_last``), else ''."""
+    """A sentence when the global batch is too large for the training set (one step per epoch, or over a
+    tenth of the images left out of every epoch by ``drop_last``), else ''."""
     left = images - steps * batch_size
-    if steps >= 4 and left <= images / 10:
+    if steps >= 2 and left <= images / 10:
         return ""
     fit = max(1, 2 ** int(np.log2(max(1, images // 8))))  # a power of two giving ~8 or more steps per epoch
     return (f"{images:,} training images in global batches of {batch_size}: {steps} step{'s' * (steps != 1)} per "

@@ -22,7 +22,7 @@ from minwa.utils.atomic import atomic_write_text
 
 TRAIN_STATE = "train_state"  # the run folder's resumable state (see minwa.parallel.checkpoint)
 # what a run folder holds before the first save: a run killed then is resumed by starting it again
-RUN_START_FILES = {"config.toml", "metrics.jsonl", "metrics.csv", "tensorboard", "held_out.txt", ".minwa.lock"}
+RUN_START_FILES = {"config.toml", "metrics.jsonl", "metrics.csv", "tensorboard", "held_out.csv", ".minwa.lock"}
 
 
 class TrainCheckpointer:

@@ -15,7 +15,7 @@ from minwa.errors import MinwaError
 from minwa.utils.oserrors import os_error, short
 
 # what a run writes into its folder (config.toml is rewritten at the start of every run)
-RUN_OUTPUTS = ("final.safetensors", "final.json", "held_out.txt", "best.safetensors", "best.json", "metrics.jsonl", "metrics.csv",
+RUN_OUTPUTS = ("final.safetensors", "final.json", "held_out.csv", "best.safetensors", "best.json", "metrics.jsonl", "metrics.csv",
                "tensorboard", "learning_curve.png", "config.toml")
 RUN_OUTPUT_PATTERNS = ("train_state*",)  # train_state.safetensors/.json, train_state_dcp/
 

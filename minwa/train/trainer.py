@@ -28,7 +28,7 @@ from minwa.augment import Augmenter, apply_preset
 from minwa.augment.mix import build_mixer
 from minwa.data import build_loader
 from minwa.data.classes import label_map
-from minwa.data.subset import hold_out, select_classes
+from minwa.data.subset import hold_out, listing_csv, select_classes
 from minwa.errors import MinwaError
 from minwa.evaluate.metrics import topk_correct
 from minwa.evaluate.views import match_channels
@@ -182,8 +182,7 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise MinwaError(f"the training set ({len(self.train_ds)} images) is smaller than one global batch "
                              f"({cfg.data.batch_size}); lower data.batch_size")
-        if self.is_main and (note := small_data_note(len(self.train_ds), cfg.data.batch_size, len(self.loader))):
-            print(f"warning: {note}", file=sys.stderr)
+        self.data_note = small_data_note(len(self.train_ds), cfg.data.batch_size, self.steps_per_epoch)
         self.aug_cfg = apply_preset(cfg.augment)
         self.mean, self.std = None, None
 
@@ -279,12 +278,14 @@ class Trainer:
         self.logs = None
         if not self.is_main:
             return
+        if self.data_note:  # said once the run is set up, so that a run that cannot start says one thing
+            print(f"warning: {self.data_note}", file=sys.stderr)
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.toml", config_io.dump_toml(self.cfg))
         self.logs = RunLog(self.out)
         self.logs.start(self.step if self.cfg.resume else None)
         if self.held_out:  # which samples validated this run (data.val_fraction of each class, data.seed)
-            atomic_write_text(self.out / "held_out.txt", "".join(f"{self.val_ds.source(i)}\n" for i in range(len(self.val_ds))))
+            atomic_write_text(self.out / "held_out.csv", listing_csv(self.val_ds))
 
     def finished_result(self) -> RunResult:
         """What a finished run recorded (its final.json), for a ``--resume`` that has nothing left to do."""
