@@ -13,7 +13,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from minwa import config as config_io
+from minwa.data import open_dataset, pack, verify
 from minwa.errors import MinwaError, require_path
+from minwa.evaluate import EvalConfig, evaluate, predict, print_report, write_outputs
+from minwa.train import train
+from minwa.train.recipes import get_recipe
+from minwa.utils.atomic import atomic_open, atomic_write_json
 
 
 @dataclass
@@ -28,17 +38,11 @@ class DemoResult:
 
 
 def _sound_pack(shards: Path) -> bool:
-    from minwa.data import verify
-
     return (shards / "manifest.json").is_file() and not verify(shards)
 
 
 def write_sample_images(dataset, folder: Path, count: int = 5) -> list[Path]:
     """Save ``count`` test images (spread over the set) as PNG files, named by index and true class."""
-    from PIL import Image
-
-    from minwa.utils.atomic import atomic_open
-
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for k in range(count):
@@ -54,8 +58,6 @@ def write_sample_images(dataset, folder: Path, count: int = 5) -> list[Path]:
 
 def print_predictions(results: list[dict], console) -> None:
     """One row per image: its file name, then the top-k classes with their probabilities."""
-    from rich.table import Table
-
     table = Table(title=f"predictions (top-{max(len(r['top']) for r in results)})")
     table.add_column("image", no_wrap=True)
     table.add_column("classes, most likely first")
@@ -66,14 +68,6 @@ def print_predictions(results: list[dict], console) -> None:
 
 def run_demo(data: str, out: str = "runs/demo", overrides: list[str] | None = None, progress: bool = True,
              console=None) -> DemoResult:
-    from rich.console import Console
-
-    from minwa import config as config_io
-    from minwa.data import open_dataset, pack
-    from minwa.evaluate import EvalConfig, evaluate, predict, print_report, write_outputs
-    from minwa.train import train
-    from minwa.train.recipes import get_recipe
-
     console = console or Console()
     t0 = time.perf_counter()
     data_path = require_path(data, "Fashion-MNIST folder (--data)")
@@ -115,8 +109,6 @@ def run_demo(data: str, out: str = "runs/demo", overrides: list[str] | None = No
                "mean_per_class_accuracy": report.mean_class_accuracy, "seconds": seconds,
                "pack_seconds": pack_seconds, "train_seconds": result.train_seconds, "eval_seconds": eval_seconds,
                "checkpoint": str(result.checkpoint)}
-    from minwa.utils.atomic import atomic_write_json
-
     atomic_write_json(out_dir / "summary.json", summary)
     console.rule("[bold]done")
     console.print(f"test accuracy {acc:.2%} (top-5 {1 - report.topk_error:.2%}) in {seconds:.0f} s "

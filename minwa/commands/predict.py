@@ -1,6 +1,10 @@
 """`minwa predict`: top-k classes of image files, through the eval path (scales, flips, ensembles)."""
 
 import argparse
+import json
+from pathlib import Path
+
+from minwa.errors import MinwaError
 
 HELP = "classify image files: top-k class names with probabilities (ensembles, scales, flips)"
 
@@ -41,10 +45,6 @@ def add_arguments(p):
 def expand_folders(paths) -> list[str]:
     """A folder given to predict means every file in it (recursively, hidden ones skipped, sorted), each
     decoded as pack decodes; a folder holding no file is one sentence."""
-    from pathlib import Path
-
-    from minwa.errors import MinwaError
-
     out = []
     for path in map(Path, paths):
         if not path.is_dir():
@@ -59,10 +59,7 @@ def expand_folders(paths) -> list[str]:
 
 
 def run(args) -> int:
-    import json
-
-    from minwa.errors import MinwaError
-    from minwa.evaluate import predict
+    from minwa.evaluate import predict  # torch: only when a command runs, not for `minwa --help`
     from minwa.models.checkpoint import describe_checkpoint
 
     if args.topk < 1:
