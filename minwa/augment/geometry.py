@@ -4,12 +4,15 @@ Two steps per batch, no per-sample Python:
 
 1. ``gather_windows`` copies each sample's window (its crop, moved by its translation) out of the uint8
    batch with one ``torch.gather``; rows and columns that fall off the image are filled per ``fill``
-   (reflect / border / zeros, and border for ``surround``). With ``fill="surround"`` the window keeps a
-   margin of the surrounding image so that rotated and distorted corners can be filled from it.
+   (reflect / border / zeros, and border for ``surround``). With ``fill="reflect"`` or ``"surround"`` the
+   window keeps a margin of the surrounding scaled image, so that rotated and distorted corners show the
+   real picture around the crop; only where the warp reaches past the *image's* edge is it mirrored
+   (reflect) or its edge pixels repeated (surround). Mirroring about the crop's edge instead duplicated
+   whatever sat at that edge (issue #16: a second, mirrored ladybird) although the real pixels were there.
 2. ``warp`` maps each output pixel centre back into its window (flip and rotation as one 2x2 matrix, then
    radial distortion ``v <- v (1 + k|v|^2)`` or a per-axis stretch) and samples all samples with one
-   bilinear ``grid_sample``. Outside the window, ``grid_sample``'s own padding does the filling, so
-   reflect / border / zeros act at the crop's edge, as the paper's "all augmentations act on the crop" asks.
+   bilinear ``grid_sample``. ``border`` / ``zeros`` have no margin: ``grid_sample``'s padding fills at the
+   crop's edge (edge pixels repeated, or black).
 
 When a batch has no rotation, distortion or stretch, the warp is the identity and step 1 (with the flip
 folded into its column index) is the whole geometry: the exact integer fast path used by translation +
@@ -25,14 +28,17 @@ import torch
 import torch.nn.functional as F
 
 from minwa.augment.params import AugmentParams
-_PADDING = {"surround": "border", "reflect": "reflection", "border": "border", "zeros": "zeros"}
+# padding past the window: with a margin (reflect, surround) the window covers every reachable point, and
+# "border" only settles float rounding at its very edge
+_PADDING = {"surround": "border", "reflect": "border", "border": "border", "zeros": "zeros"}
+MARGIN_FILLS = ("reflect", "surround")  # fills whose window keeps the surrounding image
 
 
-def _fold(i: torch.Tensor, n: int, fill: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+def fold(i: torch.Tensor, n: int, fill: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Indices into [0, n) for positions ``i`` on an axis of length ``n`` (+ a validity mask for zeros).
 
-    Reflection is about the pixel edge (..., 1, 0 | 0, 1, ...), like ``grid_sample(padding_mode=
-    "reflection", align_corners=False)``, so both paths fill identically.
+    Reflection is about the image's pixel edge (..., 1, 0 | 0, 1, ...). The CPU kernel's fold maps use
+    this same function, so both paths fill identically.
     """
     if fill == "reflect":
         m = torch.remainder(i, 2 * n)
@@ -42,12 +48,13 @@ def _fold(i: torch.Tensor, n: int, fill: str) -> tuple[torch.Tensor, torch.Tenso
 
 
 def margin_for(cfg, out: int) -> int:
-    """Pixels of surrounding image a ``surround`` window needs on each side, bounded over all parameters.
+    """Pixels of surrounding image a ``reflect`` / ``surround`` window needs on each side, bounded over all
+    parameters.
 
     A rotated unit square reaches ``cos a + sin a`` and radial distortion multiplies by at most
     ``1 + 2k`` (|v|^2 <= 2 at the corners); stretching only shrinks the source region.
     """
-    if cfg.fill != "surround":
+    if cfg.fill not in MARGIN_FILLS:
         return 0
     a = math.radians(cfg.rotation)
     reach = (math.cos(a) + math.sin(a)) * (1.0 + 2.0 * (cfg.lens_max if cfg.lens else 0.0))
@@ -65,8 +72,8 @@ def gather_windows(images: torch.Tensor, p: AugmentParams, out: int, fill: str, 
     if flip:
         cols = torch.where(p.flip[:, None], cols.flip(1), cols)
     edge = "border" if fill == "surround" else fill
-    rows, vr = _fold(rows, h, edge)
-    cols, vc = _fold(cols, w, edge)
+    rows, vr = fold(rows, h, edge)
+    cols, vc = fold(cols, w, edge)
     index = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, size * size)
     win = images.reshape(n, c, h * w).gather(2, index.expand(n, c, size * size)).reshape(n, c, size, size)
     # on a GPU, multiply always: asking whether every index was valid would be a host sync per batch
