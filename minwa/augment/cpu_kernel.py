@@ -4,12 +4,12 @@ Why a hand-written kernel: on a 2-core CPU the PyTorch path (gather + ``grid_sam
 passes) runs the Deep Image preset at about a sixth of an OpenCV-based Albumentations pipeline
 (``minwa bench augment``: ``minwa_torch_img_s``); ``grid_sample`` alone costs about as much per image
 as the whole peer. This loop computes, for each output pixel, the same mapping as ``geometry.warp``
-(flip + rotation + radial distortion / stretch; the window's margin of surrounding image for reflect /
-surround, fill at the crop's edge for border / zeros), reads the four source pixels,
+(flip + rotation + radial distortion / stretch; fill at the image's edge for reflect / surround, at the
+crop's edge for border / zeros), reads the four source pixels,
 interpolates, adds the colour cast / PCA offset, applies the vignette, clamps and normalises, writing
-each float once. Two variants: ``_kernel_direct`` for samples whose reach lies inside the image (plain
+each float once. Two variants: ``_kernel_packed`` / ``_kernel_planar`` for samples whose reads lie inside the image (plain
 addressing, vectorised: per output row, a pass for coordinates, then a pass of gathered loads), and
-``_kernel_mapped`` for the rest (windows or margins leaving the image, zeros fill), which reads
+``_kernel_mapped`` for the rest (border windows leaving the image, zeros fill), which reads
 through per-sample row / column fold maps. Samples with no rotation, distortion or stretch take an exact
 one-load copy path. The result equals the PyTorch path to float rounding (tested for every fill).
 
@@ -49,16 +49,16 @@ def available() -> bool:
     return numba is not None and sys.byteorder == "little"
 
 
-def _axis_maps(start: torch.Tensor, length: int, pad: int, size: int, fill: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample maps from window index ``-pad-1 .. length+pad+1`` to an image index and a 0/1 weight.
+def _axis_maps(start: torch.Tensor, length: int, size: int, fill: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample maps from window index ``-1 .. length+1`` to an image index and a 0/1 weight.
 
     ``start`` (N,) is the window's first image index; indices off the image are folded per ``fill`` by
     ``geometry.fold``, exactly as ``geometry.gather_windows`` folds them.
     """
-    pos = start[:, None] + torch.arange(-pad - 1, length + pad + 2)[None, :]
+    pos = start[:, None] + torch.arange(-1, length + 2)[None, :]
     idx, valid = geometry.fold(pos, size, fill)
     weight = valid.to(torch.float32) if valid is not None else torch.ones(pos.shape, dtype=torch.float32)
-    if fill == "zeros" and pad == 0:  # zeros at the crop's edge too: nothing outside the window is read
+    if fill == "zeros":  # zeros at the crop's edge too: nothing outside the window is read
         weight[:, 0] = 0.0
         weight[:, length + 1 :] = 0.0
     return idx.to(torch.int32).numpy(), weight.numpy()
@@ -130,16 +130,16 @@ if numba is not None:
 
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
     def _kernel_mapped(flat, C, sN, sC, sY, sX, todo, rmap, rw, cmap, cw, simple, flip, ca, sa, k, isx, isy, off, vs, vr,
-                       rho, scale, shift, zeros, pad, out):  # pragma: no cover - compiled
+                       rho, scale, shift, zeros, out):  # pragma: no cover - compiled
         """Any sample: image rows / columns through the fold maps (windows leaving the image, zeros fill)."""
         U = np.uintp
         N = out.shape[0]
         S = out.shape[2]
         SS = S * S
         one, zero, half, full, s_f, ctr = _frame(S)
-        lo_c = np.float32(-pad - 1) if zeros else np.float32(-pad)  # clamp range of coordinates
-        hi_c = np.float32(S + pad) if zeros else np.float32(S - 1 + pad)
-        base_off = pad + 1  # window index -pad-1 is map entry 0
+        lo_c = np.float32(-1) if zeros else zero  # clamp range of coordinates
+        hi_c = s_f if zeros else s_f - one
+        base_off = 1  # window index -1 is map entry 0
         inv_s = np.float32(2.0) / s_f
         o = out.reshape(-1)
         for r in prange(N * S):
@@ -212,7 +212,8 @@ if numba is not None:
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
     def _kernel_packed(flat, src, sN, sY, H, W, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off,
                        vs, vr, rho, uxs, scale, shift, reflect, crop_edge, sink, out):  # pragma: no cover
-        """Channels-last RGB samples whose window lies inside the image.
+        """Channels-last RGB samples whose window lies inside the image, and warped samples of an image fill
+        (reflect, surround) wherever their window lies.
 
         Warped points are folded in image coordinates (``_fold_axis``): mirrored about the image's edges
         (``reflect``), clamped to the image (surround) or to the crop (``crop_edge``: border fill).
@@ -248,7 +249,8 @@ if numba is not None:
             oyf = np.float32(oy[n])
             lo_x, hi_x, lo_y, hi_y = _clamp_range(oxf, oyf, s_f, w_f, h_f, crop_edge)
             is_simple = simple[n]
-            if not is_simple:  # stream the window into cache
+            if not is_simple and oy[n] >= 0 and oy[n] + S <= H and ox[n] >= 0 and ox[n] + S <= W:
+                # stream the window (when it lies in the image) into cache
                 width = np.int64(min(ox[n] + S, W - 1) - ox[n] + 1) * sX  # the window + 1 pixel, in the image
                 acc = np.uint8(0)
                 for yy in range(min(oy[n] + S, H - 1) - oy[n] + 1):
@@ -319,7 +321,7 @@ if numba is not None:
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
     def _kernel_planar(flat, C, H, W, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off, vs, vr, rho,
                        scale, shift, reflect, crop_edge, sink, out):  # pragma: no cover - compiled
-        """Planar (NCHW) samples whose window lies inside the image (folded as in ``_kernel_packed``).
+        """Planar (NCHW) samples, chosen and folded as in ``_kernel_packed``.
 
         Scalar byte loads: measured faster here than hardware gathers of words on planes (six per
         pixel). Its flag arrays are bool on purpose: they keep numba from declaring the arrays
@@ -356,7 +358,9 @@ if numba is not None:
             lo_x, hi_x, lo_y, hi_y = _clamp_range(oxf, oyf, s_f, w_f, h_f, crop_edge)
             offn = off[n]
             is_simple = simple[n]
-            if not is_simple:  # stream the window into cache: scattered loads defeat the hardware prefetcher
+            if not is_simple and oy[n] >= 0 and oy[n] + S <= H and ox[n] >= 0 and ox[n] + S <= W:
+                # stream the window (when it lies in the image) into cache: scattered loads defeat the
+                # hardware prefetcher
                 width = np.int64(min(ox[n] + S, W - 1) - ox[n] + 1)  # the window + 1 pixel, in the image
                 rows = min(oy[n] + S, H - 1) - oy[n] + 1
                 acc = np.uint8(0)
@@ -478,19 +482,20 @@ def _new_output(shape: tuple[int, ...], nbytes: int) -> np.ndarray:
     return whole[start : start + nbytes].view(np.float32).reshape(shape)
 
 
-def run(images: torch.Tensor, p: AugmentParams, out_size: int, fill: str, margin: int,
+def run(images: torch.Tensor, p: AugmentParams, out_size: int, fill: str,
         scale: torch.Tensor, shift: torch.Tensor, offset: bool, out: torch.Tensor | None = None) -> torch.Tensor:
     """float32 (N, C, out, out), normalised; ``images`` uint8 on the CPU (NCHW or channels-last memory).
     Erasing is left to the caller."""
     n, c, h, w = images.shape
     s = out_size
-    pad = margin if fill in geometry.MARGIN_FILLS else 0
     edge = "border" if fill == "surround" else fill
     oy, ox = p.oy.cpu(), p.ox.cpu()
     simple = ((p.angle == 0) & (p.radial == 0) & (p.stretch_x == 1) & (p.stretch_y == 1)).cpu().numpy()
-    # plain addressing where the window lies inside the image (warped points fold in image coordinates)
-    direct = (oy >= 0) & (oy + s <= h) & (ox >= 0) & (ox + s <= w) & torch.tensor(fill != "zeros" and min(h, w) > 1)
-    direct = direct.numpy()
+    # plain addressing where the window lies inside the image, or wherever a warped point folds into the
+    # image (reflect, surround); crop-only samples read their window row by row
+    inside = (oy >= 0) & (oy + s <= h) & (ox >= 0) & (ox + s <= w)
+    folded = torch.from_numpy(~simple) & torch.tensor(fill in geometry.IMAGE_FILLS)
+    direct = ((inside | folded) & torch.tensor(fill != "zeros" and min(h, w) > 1)).numpy()
     folds = (fill == "reflect", fill == "border")
     rho, uxs = _radius(s)
     f32 = lambda t: t.detach().to("cpu", torch.float32).contiguous().numpy()  # noqa: E731
@@ -519,10 +524,10 @@ def run(images: torch.Tensor, p: AugmentParams, out_size: int, fill: str, margin
                 _kernel_planar(flat, c, h, w, direct, oy.numpy(), ox.numpy(), simple, flip, *geo, *norm, *folds,
                                np.empty(n, np.uint8), o)
     if not direct.all():
-        rmap, rw = _axis_maps(oy, s, pad, h, edge)
-        cmap, cw = _axis_maps(ox, s, pad, w, edge)
+        rmap, rw = _axis_maps(oy, s, h, edge)
+        cmap, cw = _axis_maps(ox, s, w, edge)
         _kernel_mapped(flat, c, sn, sc, sy, sx, ~direct, rmap, rw, cmap, cw, simple, flip, *geo, *norm,
-                       fill == "zeros", pad, o)
+                       fill == "zeros", o)
     return out
 
 
