@@ -12,6 +12,7 @@ epoch 0, sample indices 0..K-1).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -153,14 +154,15 @@ def preview_grid(image: np.ndarray, scale: int = DEFAULT_SCALE, crop: int = DEFA
 def _sheet(rows: list[tuple[str, list[Image.Image]]], cell: int) -> Image.Image:
     """Rows of tiles (each ``cell`` px tall, any width) under their titles, on white."""
     gap, label_h = 6, 22
-    width = gap + max(sum(t.width + gap for t in tiles) for _, tiles in rows)
-    height = sum(label_h + cell + gap for _ in rows) + gap
-    sheet = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
     try:
         font = ImageFont.load_default(size=16)
     except TypeError:  # Pillow < 10.1: the fixed bitmap font
         font = ImageFont.load_default()
+    width = gap + max(max(sum(t.width + gap for t in tiles), math.ceil(font.getlength(name)) + gap)
+                      for name, tiles in rows)  # titles are never cut, even over 28 px tiles
+    height = sum(label_h + cell + gap for _ in rows) + gap
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
     y = gap
     for name, tiles in rows:
         draw.text((gap, y + 2), name, fill=(0, 0, 0), font=font)
