@@ -230,7 +230,7 @@ if numba is not None:
         N = out.shape[0]
         S = out.shape[2]
         sX = 3
-        one, zero, half, full, s_f, ctr = _frame(S)
+        one, zero, _, full, s_f, ctr = _frame(S)
         lim = np.int64(src.shape[0] - 1)  # the last byte offset an 8-byte word may start at
         w_f, span_x, top_x = np.float32(W), np.float32(2 * W), np.float32(W - 2)
         h_f, span_y, top_y = np.float32(H), np.float32(2 * H), np.float32(H - 2)
@@ -335,7 +335,7 @@ if numba is not None:
         N = out.shape[0]
         S = out.shape[2]
         SS = S * S
-        one, zero, half, full, s_f, ctr = _frame(S)
+        one, zero, _, full, s_f, ctr = _frame(S)
         two = np.float32(2.0)
         HW = H * W
         o = out.reshape(-1)
