@@ -78,7 +78,7 @@ def test_identity_warp_through_grid_sample_is_the_crop(photo):
     p = identity_params(2, (320, 320), 224)
     p.oy = torch.tensor([5, 90])
     for fill in FILLS:
-        y = geometry.warp(x, p, 224, fill, geometry.margin_for(preset_config("deepimage", fill=fill), 224))
+        y = geometry.warp(x, p, 224, fill)
         for n in range(2):
             oy, ox = int(p.oy[n]), int(p.ox[n])
             crop = x[n, :, oy : oy + 224, ox : ox + 224].float()
@@ -172,19 +172,26 @@ def test_same_key_same_output_across_batch_sizes_and_orders(photo, backend):
 @pytest.mark.skipif(not cpu_kernel.available(), reason="numba not installed")
 @pytest.mark.parametrize("fill", FILLS)
 def test_fused_cpu_kernel_agrees_with_the_pytorch_path(photo, fill):
-    cfg = preset_config("deepimage", fill=fill, translate=40 if fill != "surround" else 0, pca_lighting=0.1,
-                        p_rotation=0.8, p_lens=0.8)
-    x = torch.cat([photo, photo.flip(-1), photo.flip(-2)]).repeat(4, 1, 1, 1)
-    idx = torch.arange(len(x)) * 7
+    """Also where the warp reaches past the image's edge (scale = crop: every corner is filled) and on
+    channels-last memory (the packed kernel)."""
+    cfg = preset_config("deepimage", fill=fill, translate=40, pca_lighting=0.1, p_rotation=0.8, p_lens=0.8)
+    small = torch.from_numpy(resize_short_side(skdata.astronaut(), 224).copy()).permute(2, 0, 1)[None]
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    a = Augmenter(cfg, 224, mean, std, backend="numba")(x, idx, 1, 3)
-    b = Augmenter(cfg, 224, mean, std, backend="torch")(x, idx, 1, 3)
-    assert float((a - b).abs().max()) < 2e-3  # normalised units: < 0.2 grey levels
+    for image, translate in ((photo, 40), (small.contiguous(), 0)):
+        x = torch.cat([image, image.flip(-1), image.flip(-2)]).repeat(4, 1, 1, 1)
+        idx = torch.arange(len(x)) * 7
+        for layout in (torch.contiguous_format, torch.channels_last):
+            xx = x.contiguous(memory_format=layout)
+            c = dataclasses.replace(cfg, translate=translate)
+            a = Augmenter(c, 224, mean, std, backend="numba")(xx, idx, 1, 3)
+            b = Augmenter(c, 224, mean, std, backend="torch")(xx, idx, 1, 3)
+            assert float((a - b).abs().max()) < 2e-3, layout  # normalised units: < 0.2 grey levels
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_grey_images_and_surround_fill(backend):
-    """1-channel data run the whole preset (the cast is a brightness shift); surround takes real pixels."""
+    """1-channel data run the whole preset (the cast is a brightness shift); surround and reflect take the
+    real pixels around the crop (they differ only past the image's edge), border repeats the crop's edge."""
     rs = np.random.default_rng(0)
     grey = torch.from_numpy(rs.integers(0, 256, (4, 1, 40, 40), dtype=np.uint8))
     y = Augmenter(preset_config("deepimage"), 28, 0.5, 0.25, backend=backend)(grey, torch.arange(4), 0, 0)
@@ -195,9 +202,11 @@ def test_grey_images_and_surround_fill(backend):
     sur = Augmenter(AugmentConfig(rotation=10, fill="surround"), 224, backend=backend).apply(photo, p)
     ref = Augmenter(AugmentConfig(rotation=10, fill="reflect"), 224, backend=backend).apply(photo, p)
     zer = Augmenter(AugmentConfig(rotation=10, fill="zeros"), 224, backend=backend).apply(photo, p)
+    bor = Augmenter(AugmentConfig(rotation=10, fill="border"), 224, backend=backend).apply(photo, p)
     assert float(zer[0, :, :4, :4].abs().max()) == 0.0  # an empty corner
-    assert float((sur[0, :, :4, :4] - ref[0, :, :4, :4]).abs().max()) > 0.05  # filled from elsewhere
-    assert float((sur[0, :, 100:124, 100:124] - ref[0, :, 100:124, 100:124]).abs().max()) < 1e-4
+    assert float((sur - ref).abs().max()) < 1e-4  # the centre crop's rotated corners lie inside the image
+    assert float((sur[0, :, :4, :4] - bor[0, :, :4, :4]).abs().max()) > 0.05  # filled from elsewhere
+    assert float((sur[0, :, 100:124, 100:124] - bor[0, :, 100:124, 100:124]).abs().max()) < 1e-4
 
 
 def test_pca_lighting_from_the_data(tmp_path, photo):

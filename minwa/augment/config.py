@@ -36,7 +36,10 @@ class AugmentConfig:
     p_rotation: float = 0.5
     pca_lighting: float = 0.0  # AlexNet RGB intensity noise, std of alpha (0.1 in the paper); 0 = off
     pca_file: str = ""  # eigvals/eigvecs JSON from minwa.augment.pca (empty: AlexNet's ImageNet values)
-    fill: str = "reflect"  # area outside the crop reached by rotation/distortion/translation: surround | reflect | border | zeros
+    # what rotation/distortion/translation reach outside the crop: reflect and surround show the real scaled
+    # image around the crop and, past the image's own edge, mirror it (reflect) or repeat its edge pixels
+    # (surround); border repeats the crop's edge pixels; zeros is black
+    fill: str = "reflect"
     erase: float = 0.0  # probability of random erasing (cutout) of one rectangle per image
     erase_max: float = 0.4  # largest erased side, as a fraction of the output side
     # batch-level mixing with soft targets (minwa.augment.mix), after the transforms above; off in every preset
@@ -60,7 +63,7 @@ class AugmentConfig:
 PRESETS: dict[str, dict] = {
     "none": {},
     # Deep Image Table 1: colour cast, vignetting, lens distortion, rotation, flip, crop; corners of the
-    # rotated / distorted crop reflected from the crop itself ("all augmentations act on the crop")
+    # rotated / distorted crop show the picture around the crop, mirrored only past the image's edge
     "deepimage": dict(flip=True, random_crop=True, color_cast=True, cast_range=20, vignette=True, lens=True,
                       rotation=10, fill="reflect"),
     # AlexNet: translations (random crops, e.g. 224 of 256) and reflections, plus PCA lighting (sigma 0.1)

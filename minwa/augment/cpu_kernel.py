@@ -4,11 +4,12 @@ Why a hand-written kernel: on a 2-core CPU the PyTorch path (gather + ``grid_sam
 passes) runs the Deep Image preset at about a sixth of an OpenCV-based Albumentations pipeline
 (``minwa bench augment``: ``minwa_torch_img_s``); ``grid_sample`` alone costs about as much per image
 as the whole peer. This loop computes, for each output pixel, the same mapping as ``geometry.warp``
-(flip + rotation + radial distortion / stretch, fill at the crop's edge), reads the four source pixels,
+(flip + rotation + radial distortion / stretch; fill at the image's edge for reflect / surround, at the
+crop's edge for border / zeros), reads the four source pixels,
 interpolates, adds the colour cast / PCA offset, applies the vignette, clamps and normalises, writing
-each float once. Two variants: ``_kernel_direct`` for samples whose reach lies inside the image (plain
+each float once. Two variants: ``_kernel_packed`` / ``_kernel_planar`` for samples whose reads lie inside the image (plain
 addressing, vectorised: per output row, a pass for coordinates, then a pass of gathered loads), and
-``_kernel_mapped`` for the rest (windows leaving the image through translation, zeros fill), which reads
+``_kernel_mapped`` for the rest (border windows leaving the image, zeros fill), which reads
 through per-sample row / column fold maps. Samples with no rotation, distortion or stretch take an exact
 one-load copy path. The result equals the PyTorch path to float rounding (tested for every fill).
 
@@ -37,10 +38,10 @@ try:  # optional accelerator: the PyTorch path is the reference and the fallback
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
+from minwa.augment import geometry
 from minwa.augment.params import AugmentParams
 
 SMALL_BATCH = 1 << 20  # output values below which the kernel runs single-threaded
-FILL_CODES = {"reflect": 0, "border": 1, "zeros": 2, "surround": 1}
 
 
 def available() -> bool:
@@ -48,22 +49,16 @@ def available() -> bool:
     return numba is not None and sys.byteorder == "little"
 
 
-def _axis_maps(start: torch.Tensor, length: int, pad: int, size: int, fill: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample maps from window index ``-pad-1 .. length+pad+1`` to an image index and a 0/1 weight.
+def _axis_maps(start: torch.Tensor, length: int, size: int, fill: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample maps from window index ``-1 .. length+1`` to an image index and a 0/1 weight.
 
-    ``start`` (N,) is the window's first image index; indices off the image are folded per ``fill``
-    exactly as ``geometry.gather_windows`` folds them (reflect about the pixel edge, border, or zeros).
+    ``start`` (N,) is the window's first image index; indices off the image are folded per ``fill`` by
+    ``geometry.fold``, exactly as ``geometry.gather_windows`` folds them.
     """
-    pos = start[:, None] + torch.arange(-pad - 1, length + pad + 2)[None, :]
-    weight = torch.ones(pos.shape, dtype=torch.float32)
-    if fill == "reflect":
-        m = torch.remainder(pos, 2 * size)
-        idx = torch.where(m < size, m, 2 * size - 1 - m)
-    else:
-        idx = pos.clamp(0, size - 1)
-        if fill == "zeros":
-            weight = ((pos >= 0) & (pos < size)).to(torch.float32)
-    if fill == "zeros" and pad == 0:  # zeros at the crop's edge too: nothing outside the window is read
+    pos = start[:, None] + torch.arange(-1, length + 2)[None, :]
+    idx, valid = geometry.fold(pos, size, fill)
+    weight = valid.to(torch.float32) if valid is not None else torch.ones(pos.shape, dtype=torch.float32)
+    if fill == "zeros":  # zeros at the crop's edge too: nothing outside the window is read
         weight[:, 0] = 0.0
         weight[:, length + 1 :] = 0.0
     return idx.to(torch.int32).numpy(), weight.numpy()
@@ -78,30 +73,37 @@ if numba is not None:
         return np.float32(1.0) - st * t * t * (np.float32(3.0) - np.float32(2.0) * t)
 
     @njit(inline="always", fastmath=True, cache=True)
-    def _source_xy(ux, uy, c_a, s_a, kk, fx, fy, ctr, reflect, half, inv_span, span, s_f, lo_c, hi_c):
-        """Source pixel (x, y) of output point (ux, uy): rotation, radial distortion, stretch, then the
-        window's reflect fill (about its edges, any number of times) and the clamp."""
+    def _source_xy(ux, uy, c_a, s_a, kk, fx, fy, ctr):
+        """Source point (x, y) of output point (ux, uy) in window pixels: rotation, radial distortion,
+        stretch."""
         f = np.float32(1.0) + kk * (ux * ux + uy * uy)
-        px = (c_a * ux - s_a * uy) * f * fx + ctr
-        py = (s_a * ux + c_a * uy) * f * fy + ctr
+        return (c_a * ux - s_a * uy) * f * fx + ctr, (s_a * ux + c_a * uy) * f * fy + ctr
+
+    @njit(inline="always", fastmath=True, cache=True)
+    def _fold_axis(p, size_f, span, inv_span, reflect, lo, hi):
+        """Image coordinate ``p`` on an axis of ``size_f`` pixels (reflect period ``span`` = 2 size),
+        mirrored about the image's edges (reflect, any number of times, as ``geometry.fold``), then
+        clamped to [lo, hi]."""
         if reflect:
-            tx = (px + half) * inv_span
-            tx = (tx - np.floor(tx)) * span
-            px = (span - tx if tx > s_f else tx) - half
-            ty = (py + half) * inv_span
-            ty = (ty - np.floor(ty)) * span
-            py = (span - ty if ty > s_f else ty) - half
-        return min(max(px, lo_c), hi_c), min(max(py, lo_c), hi_c)
+            t = (p + np.float32(0.5)) * inv_span
+            t = (t - np.floor(t)) * span
+            p = (span - t if t > size_f else t) - np.float32(0.5)
+        return min(max(p, lo), hi)
+
+    @njit(inline="always", fastmath=True, cache=True)
+    def _clamp_range(oxf, oyf, s_f, w_f, h_f, crop_edge):
+        """(lo_x, hi_x, lo_y, hi_y) in image pixels: the crop (border fill) or the whole image."""
+        one = np.float32(1.0)
+        zero = np.float32(0.0)
+        return (oxf if crop_edge else zero, oxf + s_f - one if crop_edge else w_f - one,
+                oyf if crop_edge else zero, oyf + s_f - one if crop_edge else h_f - one)
 
     @njit(inline="always", fastmath=True, cache=True)
     def _frame(S):
-        """Constants every kernel uses for an S x S output: 1, 0, 1/2, 255, S, the centre (S - 1) / 2,
-        the reflect period 2S and its inverse."""
+        """Constants every kernel uses for an S x S output: 1, 0, 1/2, 255, S and the centre (S - 1) / 2."""
         half = np.float32(0.5)
         s_f = np.float32(S)
-        span = np.float32(2 * S)
-        return (np.float32(1.0), np.float32(0.0), half, np.float32(255.0), s_f, s_f * half - half, span,
-                np.float32(1.0) / span)
+        return np.float32(1.0), np.float32(0.0), half, np.float32(255.0), s_f, s_f * half - half
 
     @njit(inline="always", fastmath=True, cache=True)
     def _bilerp_word(w0, w2, shift, wx, wy):
@@ -128,19 +130,17 @@ if numba is not None:
 
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
     def _kernel_mapped(flat, C, sN, sC, sY, sX, todo, rmap, rw, cmap, cw, simple, flip, ca, sa, k, isx, isy, off, vs, vr,
-                       rho, scale, shift, fill, pad, out):  # pragma: no cover - compiled
+                       rho, scale, shift, zeros, out):  # pragma: no cover - compiled
         """Any sample: image rows / columns through the fold maps (windows leaving the image, zeros fill)."""
         U = np.uintp
         N = out.shape[0]
         S = out.shape[2]
         SS = S * S
-        one, zero, half, full, s_f, ctr, span, inv_span = _frame(S)
-        lo_c = np.float32(-pad - 1) if fill == 2 else np.float32(-pad)  # clamp range of coordinates
-        hi_c = np.float32(S + pad) if fill == 2 else np.float32(S - 1 + pad)
-        base_off = pad + 1  # window index -pad-1 is map entry 0
+        one, zero, half, full, s_f, ctr = _frame(S)
+        lo_c = np.float32(-1) if zeros else zero  # clamp range of coordinates
+        hi_c = s_f if zeros else s_f - one
+        base_off = 1  # window index -1 is map entry 0
         inv_s = np.float32(2.0) / s_f
-        reflect = fill == 0
-        weighted = fill == 2
         o = out.reshape(-1)
         for r in prange(N * S):
             n = r // S
@@ -174,8 +174,9 @@ if numba is not None:
                 continue
             for j in range(S):
                 ux = (np.float32(2 * j + 1) * (inv_s * half) - one) * fs
-                px, py = _source_xy(ux, uy, c_a, s_a, kk, fx, fy, ctr, reflect, half, inv_span, span, s_f,
-                                    lo_c, hi_c)
+                px, py = _source_xy(ux, uy, c_a, s_a, kk, fx, fy, ctr)
+                px = min(max(px, lo_c), hi_c)
+                py = min(max(py, lo_c), hi_c)
                 x0f = np.floor(px)
                 y0f = np.floor(py)
                 wx = px - x0f
@@ -186,7 +187,7 @@ if numba is not None:
                 w01 = wx * (one - wy)
                 w10 = (one - wx) * wy
                 w11 = wx * wy
-                if weighted:  # zeros fill: pixels off the window or the image weigh nothing
+                if zeros:  # zeros fill: pixels off the window or the image weigh nothing
                     w00 *= rwn[yi] * cwn[xi]
                     w01 *= rwn[yi] * cwn[xi + U(1)]
                     w10 *= rwn[yi + U(1)] * cwn[xi]
@@ -209,9 +210,13 @@ if numba is not None:
                     o[ob + cu * U(SS) + U(j)] = min(max(v, zero), full) * scale[cu] + shift[cu]
 
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
-    def _kernel_packed(flat, src, sN, sY, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off,
-                       vs, vr, rho, uxs, scale, shift, reflect, pad, sink, out):  # pragma: no cover - compiled
-        """Channels-last RGB samples whose reach (window +- pad, + 1 pixel) lies inside the image.
+    def _kernel_packed(flat, src, sN, sY, H, W, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off,
+                       vs, vr, rho, uxs, scale, shift, reflect, crop_edge, sink, out):  # pragma: no cover
+        """Channels-last RGB samples whose window lies inside the image, and warped samples of an image fill
+        (reflect, surround) wherever their window lies.
+
+        Warped points are folded in image coordinates (``_fold_axis``): mirrored about the image's edges
+        (``reflect``), clamped to the image (surround) or to the crop (``crop_edge``: border fill).
 
         ``src`` is the uint8 batch ``flat`` seen as unaligned little-endian uint64 words at every byte
         offset: one word holds R, G, B of a pixel and of its right neighbour, so a bilinear sample is
@@ -225,10 +230,11 @@ if numba is not None:
         N = out.shape[0]
         S = out.shape[2]
         sX = 3
-        one, zero, half, full, s_f, ctr, span, inv_span = _frame(S)
-        lo_c = np.float32(-pad)
-        hi_c = np.float32(S - 1 + pad)
+        one, zero, _, full, s_f, ctr = _frame(S)
         lim = np.int64(src.shape[0] - 1)  # the last byte offset an 8-byte word may start at
+        w_f, span_x, top_x = np.float32(W), np.float32(2 * W), np.float32(W - 2)
+        h_f, span_y, top_y = np.float32(H), np.float32(2 * H), np.float32(H - 2)
+        inv_x, inv_y = one / span_x, one / span_y
         for n in prange(N):
             if not todo[n]:
                 continue
@@ -237,14 +243,18 @@ if numba is not None:
             ms = np.empty(S, np.float32)
             addr = np.empty(S, np.int64)
             c_a, s_a, kk, fx, fy, fs, r0, st, inv = _sample_params(n, ca, sa, k, isx, isy, flip, vr, vs, s_f)
-            base = np.int64(n) * sN + np.int64(oy[n]) * sY + np.int64(ox[n]) * sX
+            img = np.int64(n) * sN
+            base = img + np.int64(oy[n]) * sY + np.int64(ox[n]) * sX
+            oxf = np.float32(ox[n])
+            oyf = np.float32(oy[n])
+            lo_x, hi_x, lo_y, hi_y = _clamp_range(oxf, oyf, s_f, w_f, h_f, crop_edge)
             is_simple = simple[n]
-            if not is_simple:  # stream the window into cache: gathers defeat the hardware prefetcher
-                first = base - np.int64(pad) * (sY + sX)
-                width = np.int64(S + 2 * pad) * sX + 3  # bytes of a row the bilinear reads can reach
+            if not is_simple and oy[n] >= 0 and oy[n] + S <= H and ox[n] >= 0 and ox[n] + S <= W:
+                # stream the window (when it lies in the image) into cache
+                width = np.int64(min(ox[n] + S, W - 1) - ox[n] + 1) * sX  # the window + 1 pixel, in the image
                 acc = np.uint8(0)
-                for yy in range(S + 2 * pad + 1):
-                    rb = first + np.int64(yy) * sY
+                for yy in range(min(oy[n] + S, H - 1) - oy[n] + 1):
+                    rb = base + np.int64(yy) * sY
                     for cb in range(0, width, 64):
                         acc |= flat[rb + cb]
                     acc |= flat[rb + width - 1]
@@ -257,13 +267,14 @@ if numba is not None:
                         ms[j] = _vignette(rho[i, j], r0, inv, st)
                 else:
                     for j in range(S):  # pass 1
-                        px, py = _source_xy(uxs[j] * fs, uy, c_a, s_a, kk, fx, fy, ctr, reflect, half,
-                                            inv_span, span, s_f, lo_c, hi_c)
-                        x0 = np.floor(px)
-                        y0 = np.floor(py)
+                        px, py = _source_xy(uxs[j] * fs, uy, c_a, s_a, kk, fx, fy, ctr)
+                        px = _fold_axis(px + oxf, w_f, span_x, inv_x, reflect, lo_x, hi_x)
+                        py = _fold_axis(py + oyf, h_f, span_y, inv_y, reflect, lo_y, hi_y)
+                        x0 = min(np.floor(px), top_x)  # both pixels read lie inside the image
+                        y0 = min(np.floor(py), top_y)
                         wxs[j] = px - x0
                         wys[j] = py - y0
-                        addr[j] = base + np.int64(y0) * sY + np.int64(x0) * sX
+                        addr[j] = img + np.int64(y0) * sY + np.int64(x0) * sX
                         ms[j] = _vignette(rho[i, j], r0, inv, st)
                 o0 = off[n, 0]
                 o1 = off[n, 1]
@@ -292,9 +303,8 @@ if numba is not None:
                         a = addr[j]
                         b = a + sY
                         # R G B R G B R G: both pixels of a row in one 8-byte word. Only a lower-row word
-                        # in the last image's last row can run past the buffer's end (by up to 2 bytes; it
-                        # then has weight 0, as coordinates are clamped to the window): read it up to 2
-                        # bytes earlier and shift it back
+                        # in the last image's last row can run past the buffer's end (by 2 bytes of the
+                        # next pixel, which is never used): read it 2 bytes earlier and shift it back
                         bl = min(b, lim)
                         w0 = src[a]
                         w2 = src[bl] >> np.uint64((b - bl) * 8)
@@ -309,9 +319,9 @@ if numba is not None:
                         out[n, 2, i, j] = min(max(v2, zero), full) * sc2 + sh2
 
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False, cache=True)
-    def _kernel_planar(flat, C, HW, W, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off, vs, vr, rho,
-                       scale, shift, reflect, pad, sink, out):  # pragma: no cover - compiled
-        """Planar (NCHW) samples whose reach (window +- pad, + 1 pixel) lies inside the image.
+    def _kernel_planar(flat, C, H, W, todo, oy, ox, simple, flip, ca, sa, k, isx, isy, off, vs, vr, rho,
+                       scale, shift, reflect, crop_edge, sink, out):  # pragma: no cover - compiled
+        """Planar (NCHW) samples, chosen and folded as in ``_kernel_packed``.
 
         Scalar byte loads: measured faster here than hardware gathers of words on planes (six per
         pixel). Its flag arrays are bool on purpose: they keep numba from declaring the arrays
@@ -325,11 +335,13 @@ if numba is not None:
         N = out.shape[0]
         S = out.shape[2]
         SS = S * S
-        one, zero, half, full, s_f, ctr, span, inv_span = _frame(S)
+        one, zero, _, full, s_f, ctr = _frame(S)
         two = np.float32(2.0)
-        lo_c = np.float32(-pad)
-        hi_c = np.float32(S - 1 + pad)
+        HW = H * W
         o = out.reshape(-1)
+        w_f, span_x, top_x = np.float32(W), np.float32(2 * W), np.float32(W - 2)
+        h_f, span_y, top_y = np.float32(H), np.float32(2 * H), np.float32(H - 2)
+        inv_x, inv_y = one / span_x, one / span_y
         uxs = (np.arange(S).astype(np.float32) * two + one) / s_f - one
         for n in prange(N):
             if not todo[n]:
@@ -339,16 +351,22 @@ if numba is not None:
             ms = np.empty(S, np.float32)
             addr = np.empty(S, np.int64)
             c_a, s_a, kk, fx, fy, fs, r0, st, inv = _sample_params(n, ca, sa, k, isx, isy, flip, vr, vs, s_f)
-            base = np.int64(n) * C * HW + np.int64(oy[n]) * W + np.int64(ox[n])
+            img = np.int64(n) * C * HW
+            base = img + np.int64(oy[n]) * W + np.int64(ox[n])
+            oxf = np.float32(ox[n])
+            oyf = np.float32(oy[n])
+            lo_x, hi_x, lo_y, hi_y = _clamp_range(oxf, oyf, s_f, w_f, h_f, crop_edge)
             offn = off[n]
             is_simple = simple[n]
-            if not is_simple:  # stream the window into cache: scattered loads defeat the hardware prefetcher
-                first = base - np.int64(pad) * (W + 1)
-                width = np.int64(S + 2 * pad + 1)
+            if not is_simple and oy[n] >= 0 and oy[n] + S <= H and ox[n] >= 0 and ox[n] + S <= W:
+                # stream the window (when it lies in the image) into cache: scattered loads defeat the
+                # hardware prefetcher
+                width = np.int64(min(ox[n] + S, W - 1) - ox[n] + 1)  # the window + 1 pixel, in the image
+                rows = min(oy[n] + S, H - 1) - oy[n] + 1
                 acc = np.uint8(0)
-                for yy in range(C * (S + 2 * pad + 1)):
-                    cc = yy // (S + 2 * pad + 1)
-                    rb = first + np.int64(cc) * HW + np.int64(yy - cc * (S + 2 * pad + 1)) * W
+                for yy in range(C * rows):
+                    cc = yy // rows
+                    rb = base + np.int64(cc) * HW + np.int64(yy - cc * rows) * W
                     for cb in range(0, width, 64):
                         acc |= flat[rb + cb]
                     acc |= flat[rb + width - 1]
@@ -362,17 +380,18 @@ if numba is not None:
                         ms[j] = _vignette(rho_i[j], r0, inv, st)
                 else:
                     for j in range(S):  # pass 1: vectorised
-                        px, py = _source_xy(uxs[j] * fs, uy, c_a, s_a, kk, fx, fy, ctr, reflect, half,
-                                            inv_span, span, s_f, lo_c, hi_c)
-                        x0 = np.floor(px)
-                        y0 = np.floor(py)
+                        px, py = _source_xy(uxs[j] * fs, uy, c_a, s_a, kk, fx, fy, ctr)
+                        px = _fold_axis(px + oxf, w_f, span_x, inv_x, reflect, lo_x, hi_x)
+                        py = _fold_axis(py + oyf, h_f, span_y, inv_y, reflect, lo_y, hi_y)
+                        x0 = min(np.floor(px), top_x)  # both pixels read lie inside the image
+                        y0 = min(np.floor(py), top_y)
                         wxs[j] = px - x0
                         wys[j] = py - y0
-                        addr[j] = np.int64(y0) * W + np.int64(x0)
+                        addr[j] = np.int64(y0) * W + np.int64(x0)  # from the image's first pixel
                         ms[j] = _vignette(rho_i[j], r0, inv, st)
                 ob = U(n) * U(C) * U(SS) + U(i * S)
                 for c in range(C):  # pass 2: loads and interpolation
-                    cb = base + np.int64(c) * HW
+                    cb = (base if is_simple else img) + np.int64(c) * HW
                     oc = offn[c]
                     sc = scale[c]
                     sh = shift[c]
@@ -463,19 +482,21 @@ def _new_output(shape: tuple[int, ...], nbytes: int) -> np.ndarray:
     return whole[start : start + nbytes].view(np.float32).reshape(shape)
 
 
-def run(images: torch.Tensor, p: AugmentParams, out_size: int, fill: str, margin: int,
+def run(images: torch.Tensor, p: AugmentParams, out_size: int, fill: str,
         scale: torch.Tensor, shift: torch.Tensor, offset: bool, out: torch.Tensor | None = None) -> torch.Tensor:
     """float32 (N, C, out, out), normalised; ``images`` uint8 on the CPU (NCHW or channels-last memory).
     Erasing is left to the caller."""
     n, c, h, w = images.shape
     s = out_size
-    pad = margin if fill == "surround" else 0
     edge = "border" if fill == "surround" else fill
     oy, ox = p.oy.cpu(), p.ox.cpu()
     simple = ((p.angle == 0) & (p.radial == 0) & (p.stretch_x == 1) & (p.stretch_y == 1)).cpu().numpy()
-    # plain addressing where every pixel the sample can read (window +- pad, +1 for interpolation) is inside
-    direct = (oy - pad >= 0) & (oy + s + pad < h) & (ox - pad >= 0) & (ox + s + pad < w)
-    direct = (direct & torch.tensor(fill != "zeros")).numpy()
+    # plain addressing where the window lies inside the image, or wherever a warped point folds into the
+    # image (reflect, surround); crop-only samples read their window row by row
+    inside = (oy >= 0) & (oy + s <= h) & (ox >= 0) & (ox + s <= w)
+    folded = torch.from_numpy(~simple) & torch.tensor(fill in geometry.IMAGE_FILLS)
+    direct = ((inside | folded) & torch.tensor(fill != "zeros" and min(h, w) > 1)).numpy()
+    folds = (fill == "reflect", fill == "border")
     rho, uxs = _radius(s)
     f32 = lambda t: t.detach().to("cpu", torch.float32).contiguous().numpy()  # noqa: E731
     off = f32(p.offset[:, :c]) if offset else np.zeros((n, c), np.float32)
@@ -496,17 +517,17 @@ def run(images: torch.Tensor, p: AugmentParams, out_size: int, fill: str, margin
         # one, and a static split of the batch leaves a thread idle when they fall unevenly
         with numba.parallel_chunksize(1):
             if packed:
-                _kernel_packed(flat, _words(flat), sn, sy, direct.view(np.uint8), oy.numpy(), ox.numpy(),
-                               simple.view(np.uint8), flip.view(np.uint8), *geo, uxs, *norm, fill == "reflect",
-                               pad, np.empty(n, np.uint8), o)
+                _kernel_packed(flat, _words(flat), sn, sy, h, w, direct.view(np.uint8), oy.numpy(), ox.numpy(),
+                               simple.view(np.uint8), flip.view(np.uint8), *geo, uxs, *norm, *folds,
+                               np.empty(n, np.uint8), o)
             else:
-                _kernel_planar(flat, c, h * w, w, direct, oy.numpy(), ox.numpy(), simple, flip, *geo, *norm,
-                               fill == "reflect", pad, np.empty(n, np.uint8), o)
+                _kernel_planar(flat, c, h, w, direct, oy.numpy(), ox.numpy(), simple, flip, *geo, *norm, *folds,
+                               np.empty(n, np.uint8), o)
     if not direct.all():
-        rmap, rw = _axis_maps(oy, s, pad, h, edge)
-        cmap, cw = _axis_maps(ox, s, pad, w, edge)
+        rmap, rw = _axis_maps(oy, s, h, edge)
+        cmap, cw = _axis_maps(ox, s, w, edge)
         _kernel_mapped(flat, c, sn, sc, sy, sx, ~direct, rmap, rw, cmap, cw, simple, flip, *geo, *norm,
-                       FILL_CODES[fill], pad, o)
+                       fill == "zeros", o)
     return out
 
 

@@ -55,7 +55,6 @@ class Augmenter:
         if c.pca_lighting > 0 and pca is None:
             pca = load_pca(c.pca_file) if c.pca_file else None
         self.pca = pca
-        self.margin = geometry.margin_for(c, self.out)
         self._consts: dict = {}
         self._streams = streams_for(c)
 
@@ -141,7 +140,7 @@ class Augmenter:
         scale, shift = self._normaliser(ch, images.device)
         offset = c.color_cast or (c.pca_lighting > 0 and self._pca_for(ch, images.device) is not None)
         if self.uses_kernel(images):
-            x = cpu_kernel.run(images, p, self.out, c.fill, self.margin, scale, shift, offset, out=out)
+            x = cpu_kernel.run(images, p, self.out, c.fill, scale, shift, offset, out=out)
             return photometric.erase_(x, p) if c.erase > 0 else x
         x = self._apply_torch(images, p, scale, shift, offset)
         return out.copy_(x) if out is not None else x
@@ -155,7 +154,7 @@ class Augmenter:
             fill = "border" if c.fill == "surround" else c.fill
             x = geometry.gather_windows(images, p, self.out, fill, flip=True).to(torch.float32)
         else:
-            x = geometry.warp(images, p, self.out, c.fill, self.margin)
+            x = geometry.warp(images, p, self.out, c.fill)
         return photometric.apply(x, p, scale, shift, offset=offset, vignette=c.vignette, erase=c.erase > 0)
 
     def eval(self, images: torch.Tensor) -> torch.Tensor:

@@ -4,12 +4,15 @@ Two steps per batch, no per-sample Python:
 
 1. ``gather_windows`` copies each sample's window (its crop, moved by its translation) out of the uint8
    batch with one ``torch.gather``; rows and columns that fall off the image are filled per ``fill``
-   (reflect / border / zeros, and border for ``surround``). With ``fill="surround"`` the window keeps a
-   margin of the surrounding image so that rotated and distorted corners can be filled from it.
-2. ``warp`` maps each output pixel centre back into its window (flip and rotation as one 2x2 matrix, then
-   radial distortion ``v <- v (1 + k|v|^2)`` or a per-axis stretch) and samples all samples with one
-   bilinear ``grid_sample``. Outside the window, ``grid_sample``'s own padding does the filling, so
-   reflect / border / zeros act at the crop's edge, as the paper's "all augmentations act on the crop" asks.
+   (reflect / border / zeros, and border for ``surround``).
+2. ``warp`` maps each output pixel centre back to its source point (flip and rotation as one 2x2 matrix,
+   then radial distortion ``v <- v (1 + k|v|^2)`` or a per-axis stretch) and samples all samples with one
+   bilinear ``grid_sample``. With ``fill="reflect"`` or ``"surround"`` it samples the whole scaled image
+   (no window), so rotated and distorted corners show the real picture around the crop, and only past
+   the *image's* edge is it mirrored (reflect) or its edge pixels repeated (surround). Mirroring about
+   the crop's edge instead duplicated whatever sat at that edge (issue #16: a second, mirrored ladybird)
+   although the real pixels were there. ``border`` / ``zeros`` sample the window of step 1, and
+   ``grid_sample``'s padding fills at the crop's edge (edge pixels repeated, or black).
 
 When a batch has no rotation, distortion or stretch, the warp is the identity and step 1 (with the flip
 folded into its column index) is the whole geometry: the exact integer fast path used by translation +
@@ -19,20 +22,19 @@ the sampling coordinates (a test pins this).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from minwa.augment.params import AugmentParams
-_PADDING = {"surround": "border", "reflect": "reflection", "border": "border", "zeros": "zeros"}
+
+IMAGE_FILLS = {"reflect": "reflection", "surround": "border"}  # fills at the image's edge: grid_sample padding
 
 
-def _fold(i: torch.Tensor, n: int, fill: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+def fold(i: torch.Tensor, n: int, fill: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Indices into [0, n) for positions ``i`` on an axis of length ``n`` (+ a validity mask for zeros).
 
-    Reflection is about the pixel edge (..., 1, 0 | 0, 1, ...), like ``grid_sample(padding_mode=
-    "reflection", align_corners=False)``, so both paths fill identically.
+    Reflection is about the image's pixel edge (..., 1, 0 | 0, 1, ...). The CPU kernel's fold maps use
+    this same function, so both paths fill identically.
     """
     if fill == "reflect":
         m = torch.remainder(i, 2 * n)
@@ -41,41 +43,26 @@ def _fold(i: torch.Tensor, n: int, fill: str) -> tuple[torch.Tensor, torch.Tenso
     return i.clamp(0, n - 1), valid
 
 
-def margin_for(cfg, out: int) -> int:
-    """Pixels of surrounding image a ``surround`` window needs on each side, bounded over all parameters.
-
-    A rotated unit square reaches ``cos a + sin a`` and radial distortion multiplies by at most
-    ``1 + 2k`` (|v|^2 <= 2 at the corners); stretching only shrinks the source region.
-    """
-    if cfg.fill != "surround":
-        return 0
-    a = math.radians(cfg.rotation)
-    reach = (math.cos(a) + math.sin(a)) * (1.0 + 2.0 * (cfg.lens_max if cfg.lens else 0.0))
-    return int(math.ceil((reach - 1.0) * out / 2.0)) + 1
-
-
-def gather_windows(images: torch.Tensor, p: AugmentParams, out: int, fill: str, margin: int = 0,
-                   flip: bool = False) -> torch.Tensor:
-    """uint8 ``(N, C, out + 2 margin, out + 2 margin)``: each sample's window, flipped if ``flip``."""
+def gather_windows(images: torch.Tensor, p: AugmentParams, out: int, fill: str, flip: bool = False) -> torch.Tensor:
+    """uint8 ``(N, C, out, out)``: each sample's window, flipped if ``flip``."""
     n, c, h, w = images.shape
-    size = out + 2 * margin
-    ar = torch.arange(size, device=images.device)
-    rows = p.oy[:, None] - margin + ar[None, :]  # (N, size)
-    cols = p.ox[:, None] - margin + ar[None, :]
+    ar = torch.arange(out, device=images.device)
+    rows = p.oy[:, None] + ar[None, :]  # (N, out)
+    cols = p.ox[:, None] + ar[None, :]
     if flip:
         cols = torch.where(p.flip[:, None], cols.flip(1), cols)
     edge = "border" if fill == "surround" else fill
-    rows, vr = _fold(rows, h, edge)
-    cols, vc = _fold(cols, w, edge)
-    index = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, size * size)
-    win = images.reshape(n, c, h * w).gather(2, index.expand(n, c, size * size)).reshape(n, c, size, size)
+    rows, vr = fold(rows, h, edge)
+    cols, vc = fold(cols, w, edge)
+    index = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, out * out)
+    win = images.reshape(n, c, h * w).gather(2, index.expand(n, c, out * out)).reshape(n, c, out, out)
     # on a GPU, multiply always: asking whether every index was valid would be a host sync per batch
     if vr is not None and (images.device.type != "cpu" or not (bool(vr.all()) and bool(vc.all()))):
         win = win * (vr[:, :, None] & vc[:, None, :]).unsqueeze(1).to(win.dtype)
     return win
 
 
-def sampling_grid(p: AugmentParams, out: int, margin: int = 0) -> torch.Tensor:
+def sampling_grid(p: AugmentParams, out: int) -> torch.Tensor:
     """``(N, out, out, 2)`` grid in the window's normalised coordinates (``grid_sample``, align_corners=False)."""
     dev = p.angle.device
     u = (torch.arange(out, device=dev, dtype=torch.float32) * 2 + 1) / out - 1  # pixel centres in [-1, 1]
@@ -87,14 +74,20 @@ def sampling_grid(p: AugmentParams, out: int, margin: int = 0) -> torch.Tensor:
     y = sa * ux + ca * uy
     k = p.radial[:, None, None]
     f = 1.0 + k * (x * x + y * y)
-    scale = out / (out + 2 * margin)
-    x = x * (f * (scale / p.stretch_x[:, None, None]))
-    y = y * (f * (scale / p.stretch_y[:, None, None]))
+    x = x * (f / p.stretch_x[:, None, None])
+    y = y * (f / p.stretch_y[:, None, None])
     return torch.stack((x, y), dim=-1)
 
 
-def warp(images: torch.Tensor, p: AugmentParams, out: int, fill: str, margin: int = 0) -> torch.Tensor:
+def warp(images: torch.Tensor, p: AugmentParams, out: int, fill: str) -> torch.Tensor:
     """float32 ``(N, C, out, out)`` in 0..255: crop + flip + rotation + distortion, one ``grid_sample``."""
-    win = gather_windows(images, p, out, fill, margin).to(torch.float32)
-    grid = sampling_grid(p, out, margin)
-    return F.grid_sample(win, grid, mode="bilinear", padding_mode=_PADDING[fill], align_corners=False)
+    grid = sampling_grid(p, out)
+    if fill in IMAGE_FILLS:  # window coordinates -> the whole image's: pixel j + 1/2 of the window is ox + j + 1/2
+        h, w = images.shape[-2:]
+        half = out / 2
+        gx = ((grid[..., 0] + 1) * half + p.ox[:, None, None]) * (2 / w) - 1
+        gy = ((grid[..., 1] + 1) * half + p.oy[:, None, None]) * (2 / h) - 1
+        return F.grid_sample(images.to(torch.float32), torch.stack((gx, gy), dim=-1), mode="bilinear",
+                             padding_mode=IMAGE_FILLS[fill], align_corners=False)
+    win = gather_windows(images, p, out, fill).to(torch.float32)
+    return F.grid_sample(win, grid, mode="bilinear", padding_mode=fill, align_corners=False)
