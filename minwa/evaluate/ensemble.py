@@ -129,21 +129,20 @@ def view_probs(member: Member, images, scales, flip: bool, dense: bool, device,
     n, k = len(images), len(member.classes)
     out = {(s, f): torch.empty(n, k) for s in scales for f in ((False, True) if flip else (False,))}
     net = member.dense() if dense else member.model
-    groups = list(V.same_size_batches(images, device))
-    for s in scales:
-        for idx, x in V.scaled_batches(groups, s, None if dense else member.crop, member.in_chans):
-            x = V.normalise(x, member.mean, member.std)
-            if flip:
-                x = torch.cat([x, x.flip(-1)])
-            x = x.to(dtype)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_for(precision, device):
-                p = net(x) if dense else torch.softmax(net(x).float(), dim=1)
-            p = p.float().cpu()
-            out[(s, False)][idx] = p[: len(idx)]
-            if flip:
-                out[(s, True)][idx] = p[len(idx):]
+    groups = V.same_size_batches(images, device)
+    for s, idx, x in V.scaled_batches(groups, scales, None if dense else member.crop, member.in_chans):
+        x = V.normalise(x, member.mean, member.std)
+        if flip:
+            x = torch.cat([x, x.flip(-1)])
+        x = x.to(dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(precision, device):
+            p = net(x) if dense else torch.softmax(net(x).float(), dim=1)
+        p = p.float().cpu()
+        out[(s, False)][idx] = p[: len(idx)]
+        if flip:
+            out[(s, True)][idx] = p[len(idx):]
     return out
 
 

@@ -45,7 +45,7 @@ def same_size_batches(images, device):
     """Yield ``(indices, uint8 NCHW tensor on device)`` per group of equally sized images.
 
     ``images``: a list of uint8 H×W×C (or H×W) arrays, or one N×H×W×C array (a single group, no copy).
-    Kept uint8 (a quarter of float32's memory) until :func:`scaled_batches` resizes a group.
+    Left uint8: :func:`scaled_batches` converts one group at a time.
     """
     if isinstance(images, np.ndarray) and images.ndim == 4:
         yield list(range(len(images))), _to_tensor(images, device)
@@ -65,20 +65,23 @@ def _to_tensor(arr: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(arr).to(device, non_blocking=True).permute(0, 3, 1, 2)
 
 
-def scaled_batches(groups, scale: int, crop: int | None, channels: int):
-    """Yield ``(indices, float NCHW 0..255)``: every group (from :func:`same_size_batches`) resized to
-    shorter side ``scale`` and centre-cropped to ``crop`` (None: whole image, for dense testing), then all
-    results of one shape stacked — one batch when cropped, one per resized size when whole."""
+def scaled_batches(groups, scales, crop: int | None, channels: int):
+    """Yield ``(scale, indices, float NCHW 0..255)``: every group (from :func:`same_size_batches`) resized to
+    shorter side S for each of ``scales`` and centre-cropped to ``crop`` (None: whole image, for dense
+    testing), then all results of one scale and shape stacked — one batch per scale when cropped, one per
+    scale and resized size when whole. Each group is converted to float once, for all scales."""
     buckets = defaultdict(lambda: ([], []))
     for idx, x in groups:
-        x = resize_shorter(match_channels(x.float(), channels), scale)
-        if crop is not None:
-            x = centre_crop(x, crop)
-        indices, parts = buckets[tuple(x.shape[-2:])]
-        indices.extend(idx)
-        parts.append(x)
-    for indices, parts in buckets.values():
-        yield indices, parts[0] if len(parts) == 1 else torch.cat(parts)
+        x = match_channels(x.float(), channels)
+        for s in scales:
+            y = resize_shorter(x, s)
+            if crop is not None:
+                y = centre_crop(y, crop).contiguous()  # a copy: the whole resized image is not kept
+            indices, parts = buckets[(s, *y.shape[-2:])]
+            indices.extend(idx)
+            parts.append(y)
+    for (s, *_), (indices, parts) in buckets.items():
+        yield s, indices, parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def resize_shorter(x: torch.Tensor, scale: int) -> torch.Tensor:
