@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from minwa.cli import main
 from minwa.commands import eval as eval_cmd
 from minwa.data import open_dataset, pack
 from minwa.errors import MinwaError
@@ -141,3 +142,11 @@ def test_a_scale_above_the_packed_size_is_said_once(photo_folder, tmp_path, caps
     assert "test scale 48 exceeds the 40 px shorter side the shards" in err and "upsampled" in err
     assert _run(["--ckpt", str(run), "--data", str(shards), "--set", "scales=[36]", "--set", "limit=4"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_train_records_the_data_it_was_given_absolute(photo_folder, capsys, monkeypatch):
+    """So that eval's default data (the checkpoint's data.val) and held_out.csv work from any directory."""
+    monkeypatch.chdir(photo_folder)
+    assert main(["train", "--data", "train", "--val", "val", "--recipe", "photos", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert f'train = "{photo_folder / "train"}"' in out and f'val = "{photo_folder / "val"}"' in out
