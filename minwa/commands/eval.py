@@ -48,8 +48,10 @@ def run(args) -> int:
     from minwa.evaluate.report import print_report, write_outputs
     from minwa.models.checkpoint import describe_checkpoint
 
+    if cfg.out:
+        prepare_output_folder(cfg.out, "output folder")  # before the checkpoints and the data are read
     require_ckpts(cfg.ckpts)
-    described = [describe_checkpoint(ckpt) for ckpt in cfg.ckpts]  # each found, before anything is written
+    described = [describe_checkpoint(ckpt) for ckpt in cfg.ckpts]  # each found before a default folder is made
     out = _data_and_out(cfg)
     if not cfg.json:  # stdout stays one JSON object with --json; stderr is kept for errors
         for line in described:
@@ -67,19 +69,19 @@ def run(args) -> int:
 
 
 def _data_and_out(cfg: EvalConfig) -> str:
-    """Fill in the default data (the checkpoint's validation data) and return the output folder, checked
-    writable: ``--out``, else :func:`default_out` ("" when that cannot be written: said, not fatal)."""
+    """Fill in the default data (the checkpoint's validation data) and return the output folder: ``--out``
+    (already checked), else :func:`default_out` checked writable ("" when it is not: said, not fatal)."""
     from minwa.evaluate.pipeline import default_eval_data
     from minwa.models.checkpoint import read_meta
 
     if not cfg.data:
         cfg.data = default_eval_data(cfg.ckpts[0], read_meta(cfg.ckpts[0]))
-    out = cfg.out or default_out(cfg.ckpts)
+    if cfg.out:
+        return cfg.out
+    out = default_out(cfg.ckpts)
     try:
         prepare_output_folder(out, "output folder")  # before the data are read
     except MinwaError as e:
-        if cfg.out:
-            raise
         print(f"warning: {e}; pass --out DIR to keep eval.json and confusion.png", file=sys.stderr)
         return ""
     return out
