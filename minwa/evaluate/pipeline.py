@@ -182,8 +182,8 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
                "topk_error": a.topk_error} for r, a in zip(rows, accs)],
         members=[{"name": m.name, "model": m.meta.get("model"), "scale": m.scale, "crop": m.crop,
                   "test_scales": scales_of[m.name]} for m in members],
-        settings={"data": str(getattr(dataset, "path", cfg.data)), "split": cfg.split, "flip": cfg.flip, "dense": cfg.dense,
-                  "precision": precision, "device": str(device), "topk": cfg.topk},
+        settings={"data": str(getattr(dataset, "path", cfg.data)), "split": cfg.split, "flip": cfg.flip,
+                  "dense": cfg.dense, "precision": precision, "device": str(device), "topk": cfg.topk},
         seconds=seconds, images_per_s=n / seconds,
     )
 
@@ -222,6 +222,7 @@ def predict(ckpts, images, topk: int = 5, *, scales=(), flip: bool = False, dens
     classes = members[0].classes
     channels = 1 if all(m.in_chans == 1 for m in members) else 3
     scales_of = {m.name: list(scales) or [m.scale] for m in members}
+    images = list(images)
     results = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
