@@ -36,7 +36,8 @@ def add_arguments(p):
 
 def resolve_config(args):
     """Recipe → file → flags → --set, in that order (so an explicit --set overwrite=... beats --overwrite)."""
-    flags = {"data.train": args.data, "data.val": args.val, "out": args.out, "epochs": args.epochs,
+    # data named on the command line are recorded absolute, so eval and predict find them from anywhere
+    flags = {"data.train": _absolute(args.data), "data.val": _absolute(args.val), "out": args.out, "epochs": args.epochs,
              "model.name": args.model, "init": args.init, "finetune": args.finetune, "resume": args.resume,
              "overwrite": args.overwrite or None}
     if args.resume:
@@ -54,6 +55,10 @@ def resolve_config(args):
                 print(f"recipe: {recipe} ({why}; --recipe to choose another)")
         return config_io.load(get_recipe(recipe, data), args.config, args.overrides, flags=flags)
     return config_io.load(get_recipe(recipe), args.config, args.overrides, flags=flags)
+
+
+def _absolute(path):
+    return os.path.abspath(os.path.expanduser(path)) if path else path
 
 
 def run(args) -> int:

@@ -13,7 +13,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # autocast over the checkpoint's 
 
 @dataclass
 class EvalConfig:
-    data: str = ""  # evaluation data (shards or raw source); default: the checkpoint's val data
+    data: str = ""  # evaluation data (shards or raw source); default: the checkpoint's val data, or held_out.csv
     ckpts: list[str] = field(default_factory=list)  # several = an ensemble (softmax averaged)
     scales: list[int] = field(default_factory=list)  # test scales S (shorter side); empty = the model's own
     flip: bool = False  # also evaluate the horizontal mirror and average softmax
@@ -21,7 +21,7 @@ class EvalConfig:
     batch_size: int = 256  # images per forward pass (twice that with flip)
     topk: int = 5
     json: bool = False
-    out: str = ""  # folder for the report, confusion matrix PNG and metrics JSON
+    out: str = ""  # folder for confusion.png and eval.json; `minwa eval`'s default: eval/ beside the checkpoint
     split: str = ""  # split of the source to evaluate; "" = the held-out one (IDX: test; split folders: val)
     limit: int = 0  # evaluate only the first N images (0 = all)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

@@ -70,14 +70,18 @@ def load_members(ckpts, device) -> list[Member]:
     """Load checkpoints for evaluation; all must predict the same classes in the same order."""
     from minwa.models.checkpoint import load_checkpoint
 
-    if not ckpts:
-        raise MinwaError("no checkpoint given (--ckpt PATH, repeat it for an ensemble)")
+    require_ckpts(ckpts)
     members = []
     for path, name in zip(ckpts, member_names(ckpts)):
         model, meta = load_checkpoint(path, device)
         members.append(Member(name, model.eval(), meta))
     check_compatible(members)
     return members
+
+
+def require_ckpts(ckpts) -> None:
+    if not ckpts:
+        raise MinwaError("no checkpoint given (--ckpt PATH, repeat it for an ensemble)")
 
 
 def member_names(ckpts) -> list[str]:
@@ -118,30 +122,27 @@ def view_probs(member: Member, images, scales, flip: bool, dense: bool, device,
                precision: str = "fp32", channels_last: bool = True) -> dict[tuple[int, bool], torch.Tensor]:
     """Softmax of every view of every image: ``{(S, mirrored): float32 (n, K) on CPU}``.
 
-    ``images``: uint8 H×W×C arrays of any sizes, or one N×H×W×C array."""
+    ``images``: uint8 H×W×C arrays of any sizes, or one N×H×W×C array. One forward pass per test scale
+    (plain and mirrored together) for centre crops; per scale and resized size when dense."""
     device = torch.device(device)
     dtype = next(member.model.parameters()).dtype
     n, k = len(images), len(member.classes)
     out = {(s, f): torch.empty(n, k) for s in scales for f in ((False, True) if flip else (False,))}
-    net = member.dense() if dense else None
-    for idx, x0 in V.same_size_batches(images, device):
-        x0 = V.match_channels(x0, member.in_chans)
-        for s in scales:
-            x = V.resize_shorter(x0, s)
-            if not dense:
-                x = V.centre_crop(x, member.crop)
-            x = V.normalise(x, member.mean, member.std)
-            if flip:
-                x = torch.cat([x, x.flip(-1)])
-            x = x.to(dtype)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_for(precision, device):
-                p = net(x) if dense else torch.softmax(member.model(x).float(), dim=1)
-            p = p.float().cpu()
-            out[(s, False)][idx] = p[: len(idx)]
-            if flip:
-                out[(s, True)][idx] = p[len(idx):]
+    net = member.dense() if dense else member.model
+    groups = V.same_size_batches(images, device)
+    for s, idx, x in V.scaled_batches(groups, scales, None if dense else member.crop, member.in_chans):
+        x = V.normalise(x, member.mean, member.std)
+        if flip:
+            x = torch.cat([x, x.flip(-1)])
+        x = x.to(dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(precision, device):
+            p = net(x) if dense else torch.softmax(net(x).float(), dim=1)
+        p = p.float().cpu()
+        out[(s, False)][idx] = p[: len(idx)]
+        if flip:
+            out[(s, True)][idx] = p[len(idx):]
     return out
 
 

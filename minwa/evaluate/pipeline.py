@@ -9,6 +9,8 @@ the paper's single-scale / multi-scale / fused table.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -68,12 +70,48 @@ def _auto_split(path) -> str | None:
 def _open_eval_data(cfg: EvalConfig, members: list[Member]):
     from minwa.data import open_dataset
 
-    path = cfg.data
-    if not path:
-        path = ((members[0].meta.get("config") or {}).get("data") or {}).get("val", "")
-    if not path:
-        raise MinwaError("no evaluation data: pass --data PATH (the checkpoint does not name its validation data)")
+    path = cfg.data or default_eval_data(cfg.ckpts[0] if cfg.ckpts else None, members[0].meta)
     return open_dataset(path, split=cfg.split or _auto_split(path))
+
+
+def default_eval_data(ckpt, meta: dict) -> str:
+    """The data a checkpoint validated on: its recorded ``data.val`` (a relative path is tried against the
+    directory training ran in, the run folder and here), else the run folder's ``held_out.csv``."""
+    data = (meta.get("config") or {}).get("data") or {}
+    run = Path(ckpt) if ckpt and Path(ckpt).is_dir() else Path(ckpt).parent if ckpt else None
+    val = data.get("val") or ""
+    if val:
+        for base in _bases(run, (meta.get("config") or {}).get("out")):
+            if (base / val).exists():
+                return str(base / val)
+    elif run is not None and (run / "held_out.csv").is_file():
+        return str(run / "held_out.csv")
+    where = f" ({val} is not found from here or from the run folder)" if val else ""
+    raise MinwaError(f"no evaluation data: pass --data PATH{where}")
+
+
+def _bases(run: Path | None, out) -> list[Path]:
+    """Where a relative path from the run's config may start: the directory training ran in (the run folder
+    less its recorded relative ``out``), the run folder, the current directory."""
+    bases = []
+    if run is not None:
+        run = Path(os.path.abspath(run))
+        n = len(Path(out).parts) if out and not Path(out).is_absolute() else 0
+        if n and run.parts[-n:] == Path(out).parts:
+            bases.append(Path(*run.parts[:-n]))
+        bases.append(run)
+    return bases + [Path.cwd()]
+
+
+def upsampling_note(dataset, scales) -> str | None:
+    """Shards keep the shorter side at most ``max_side`` (their manifest says): a larger test scale only
+    upsamples them."""
+    max_side = int(((getattr(dataset, "manifest", None) or {}).get("settings") or {}).get("max_side") or 0)
+    top = max(scales)
+    if max_side and top > max_side:
+        return (f"test scale {top} exceeds the {max_side} px shorter side the shards in {dataset.path} were "
+                f"packed at: those views are upsampled (pack at --max-side {top} or more for real detail)")
+    return None
 
 
 def _check_classes(dataset, members: list[Member]) -> list[str]:
@@ -94,6 +132,8 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
     t0 = time.perf_counter()
     check(cfg)
     rt = cfg.runtime
+    if rt.threads:
+        torch.set_num_threads(rt.threads)
     device = resolve_device(rt.device)
     precision = resolve_precision(rt.precision, device)
     members = members or load_members(cfg.ckpts, device)
@@ -102,6 +142,9 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
     classes = _check_classes(dataset, members)
     k = len(classes)
     scales_of = {m.name: list(cfg.scales) or [m.scale] for m in members}
+    note = upsampling_note(dataset, [s for ss in scales_of.values() for s in ss])
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     rows = combination_rows(members, scales_of, cfg.flip)
     accs = [Accumulator(k, cfg.topk, confusion=(i == len(rows) - 1)) for i in range(len(rows))]
     n = len(dataset) if not cfg.limit else min(cfg.limit, len(dataset))
@@ -118,12 +161,8 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
         labels = torch.as_tensor(labels_all[start:start + len(idx)], dtype=torch.int64)
         if int(labels.max()) >= k:
             raise MinwaError(f"label {int(labels.max())} is out of range for the checkpoint's {k} classes")
-        member_final = {}
-        probs_of = {}
-        for m in members:
-            vp = view_probs(m, images, scales_of[m.name], cfg.flip, cfg.dense, device, precision, rt.channels_last)
-            probs_of[m.name] = vp
-            member_final[m.name] = mean_probs(vp, vp.keys())
+        probs_of, member_final = batch_probs(members, images, scales_of, cfg.flip, cfg.dense, device, precision,
+                                             rt.channels_last)
         for row, acc in zip(rows, accs):
             if row["member"] is None:
                 p = ensemble_probs([member_final[m.name] for m in members])
@@ -143,8 +182,8 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
                "topk_error": a.topk_error} for r, a in zip(rows, accs)],
         members=[{"name": m.name, "model": m.meta.get("model"), "scale": m.scale, "crop": m.crop,
                   "test_scales": scales_of[m.name]} for m in members],
-        settings={"data": str(cfg.data), "split": cfg.split, "flip": cfg.flip, "dense": cfg.dense,
-                  "precision": precision, "device": str(device), "topk": cfg.topk},
+        settings={"data": str(getattr(dataset, "path", cfg.data)), "split": cfg.split, "flip": cfg.flip,
+                  "dense": cfg.dense, "precision": precision, "device": str(device), "topk": cfg.topk},
         seconds=seconds, images_per_s=n / seconds,
     )
 
@@ -162,27 +201,36 @@ def _progress_bar(enabled: bool, n: int):
 
 
 
+def batch_probs(members: list[Member], images, scales_of: dict, flip: bool, dense: bool, device, precision: str,
+                channels_last: bool = True) -> tuple[dict, dict]:
+    """For one batch of images: each member's softmax per view, and each member's mean over its views."""
+    probs_of = {m.name: view_probs(m, images, scales_of[m.name], flip, dense, device, precision, channels_last)
+                for m in members}
+    return probs_of, {name: mean_probs(vp, vp.keys()) for name, vp in probs_of.items()}
+
+
 def predict(ckpts, images, topk: int = 5, *, scales=(), flip: bool = False, dense: bool = False,
             device: str = "auto", precision: str = "auto", members: list[Member] | None = None,
-            max_pixels: int = MAX_PIXELS) -> list[dict]:
+            max_pixels: int = MAX_PIXELS, batch_size: int = 256) -> list[dict]:
     """Top-k classes with probabilities for each image (a path or a uint8 H×W×C array), through the same
-    scale/flip/ensemble averaging as :func:`evaluate`; image files over ``max_pixels`` are refused."""
+    scale/flip/ensemble averaging as :func:`evaluate`, ``batch_size`` images read and run at a time;
+    image files over ``max_pixels`` are refused."""
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     members = members or load_members(ckpts, dev)
     prepare(members, dev)
     classes = members[0].classes
     channels = 1 if all(m.in_chans == 1 for m in members) else 3
-    arrays = [im if isinstance(im, np.ndarray) else read_image(im, channels, max_pixels) for im in images]
-    per_member = []
-    for m in members:
-        vp = view_probs(m, arrays, list(scales) or [m.scale], flip, dense, dev, precision)
-        per_member.append(mean_probs(vp, vp.keys()))
-    probs = ensemble_probs(per_member)
-    top = probs.topk(min(topk, len(classes)), dim=1)
+    scales_of = {m.name: list(scales) or [m.scale] for m in members}
+    images = list(images)
     results = []
-    for i, im in enumerate(images):
-        name = str(im) if not isinstance(im, np.ndarray) else f"array {i}"
-        results.append({"image": name, "top": [{"class": classes[j], "index": int(j), "probability": float(p)}
-                                               for p, j in zip(top.values[i], top.indices[i])]})
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        arrays = [im if isinstance(im, np.ndarray) else read_image(im, channels, max_pixels) for im in chunk]
+        _, member_final = batch_probs(members, arrays, scales_of, flip, dense, dev, precision)
+        top = ensemble_probs(list(member_final.values())).topk(min(topk, len(classes)), dim=1)
+        for i, im in enumerate(chunk):
+            name = str(im) if not isinstance(im, np.ndarray) else f"array {start + i}"
+            results.append({"image": name, "top": [{"class": classes[j], "index": int(j), "probability": float(p)}
+                                                   for p, j in zip(top.values[i], top.indices[i])]})
     return results

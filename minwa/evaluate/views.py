@@ -1,7 +1,10 @@
 """Test-time views: shorter side resized to S, centre C×C crop (or the whole image when dense), mirror.
 
-Images arrive as uint8 H×W×C arrays of any sizes; they are grouped by size so each group is resized
-as one batch (``F.interpolate`` with antialiasing, the same filter family the loader uses for S).
+Images arrive as uint8 H×W×C arrays of any sizes (photographs: nearly every one its own size). They are
+grouped by size so each group is resized as one batch (``F.interpolate`` with antialiasing, the same filter
+family the loader uses for S); then :func:`scaled_batches` merges every equally shaped result into one
+batch, so the network runs once per test scale (centre crops: all images) or once per resized size
+(dense: images of one aspect ratio), never once per original size.
 Output tensors stay in 0..255 float; :func:`normalise` applies the checkpoint's ``(x/255 − mean)/std``.
 """
 
@@ -39,9 +42,10 @@ def resized_size(h: int, w: int, scale: int) -> tuple[int, int]:
 
 
 def same_size_batches(images, device):
-    """Yield ``(indices, float NCHW tensor 0..255 on device)`` per group of equally sized images.
+    """Yield ``(indices, uint8 NCHW tensor on device)`` per group of equally sized images.
 
     ``images``: a list of uint8 H×W×C (or H×W) arrays, or one N×H×W×C array (a single group, no copy).
+    Left uint8: :func:`scaled_batches` converts one group at a time.
     """
     if isinstance(images, np.ndarray) and images.ndim == 4:
         yield list(range(len(images))), _to_tensor(images, device)
@@ -58,8 +62,26 @@ def _to_tensor(arr: np.ndarray, device) -> torch.Tensor:
         arr = arr[..., None]
     if not arr.flags.writeable or not arr.flags.c_contiguous:  # e.g. a read-only IDX memory view
         arr = np.array(arr, copy=True, order="C")
-    t = torch.from_numpy(arr).to(device, non_blocking=True)
-    return t.permute(0, 3, 1, 2).float()
+    return torch.from_numpy(arr).to(device, non_blocking=True).permute(0, 3, 1, 2)
+
+
+def scaled_batches(groups, scales, crop: int | None, channels: int):
+    """Yield ``(scale, indices, float NCHW 0..255)``: every group (from :func:`same_size_batches`) resized to
+    shorter side S for each of ``scales`` and centre-cropped to ``crop`` (None: whole image, for dense
+    testing), then all results of one scale and shape stacked — one batch per scale when cropped, one per
+    scale and resized size when whole. Each group is converted to float once, for all scales."""
+    buckets = defaultdict(lambda: ([], []))
+    for idx, x in groups:
+        x = match_channels(x.float(), channels)
+        for s in scales:
+            y = resize_shorter(x, s)
+            if crop is not None:
+                y = centre_crop(y, crop).contiguous()  # a copy: the whole resized image is not kept
+            indices, parts = buckets[(s, *y.shape[-2:])]
+            indices.extend(idx)
+            parts.append(y)
+    for (s, *_), (indices, parts) in buckets.items():
+        yield s, indices, parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def resize_shorter(x: torch.Tensor, scale: int) -> torch.Tensor:
