@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from minwa.evaluate import EvalConfig, evaluate, member_from_model, predict
 from minwa.evaluate import views as V
 from minwa.evaluate.dense import DenseModel, DenseProbs, convert_head
 from minwa.evaluate.ensemble import ensemble_probs, mean_probs, view_probs
+from minwa.evaluate.pipeline import checkpoint_labels
 from minwa.models import create_model
 
 FC_MODELS = {
@@ -310,3 +312,13 @@ def test_predict_on_image_files(trained, fashion_dir, tmp_path, capsys):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(MinwaError, match="cannot decode"):
         predict([trained], [tmp_path / "bad.png"])
+
+
+def test_data_classes_are_matched_to_the_checkpoints_by_name():
+    """A labels file sorts its class names; a checkpoint keeps its own order (Fashion-MNIST's, or the order
+    a fine-tuning run named its classes in): labels are scored by name, and a foreign class is one sentence."""
+    member = SimpleNamespace(classes=["pattern", "nature", "desktop"], meta={"classes": ["pattern", "nature", "desktop"]})
+    data = SimpleNamespace(classes=["desktop", "pattern"], labels=np.array([0, 1, 1, 0]))
+    assert checkpoint_labels(data, [member]).tolist() == [2, 0, 0, 2]
+    with pytest.raises(MinwaError, match=r"1 class not in the checkpoint: abstract"):
+        checkpoint_labels(SimpleNamespace(classes=["abstract", "nature"], labels=np.array([0, 1])), [member])

@@ -65,6 +65,7 @@ def journey(photo_folder, tmp_path_factory):
                          "--set", "flip=true", cwd=home)
     seen["eval_json"] = json.loads(minwa("eval", "--ckpt", "runs/photos", "--data", photos / "val", "--set",
                                          "scales=[64,72,96]", "--set", "flip=true", "--json", cwd=home).stdout)
+    seen["eval_held_out"] = minwa("eval", "--ckpt", "runs/photos", cwd=home / "runs")  # no --data, elsewhere
     seen["finetune"] = minwa("train", "--init", "runs/photos", "--recipe", "finetune", "--data", "data/photos-train",
                              "--set", 'data.classes=["nature","pattern"]', "--out", "runs/nature-pattern",
                              "--epochs", 1, cwd=home)
@@ -115,6 +116,17 @@ def test_multiscale_flip_eval_on_unseen_pictures_is_above_chance(journey):
     majority = 32 / 104  # the largest val/ class: always guessing it scores this
     assert 1 - report["top1_error"] > majority + 0.05, report["top1_error"]
     assert report["images"] == 104
+    assert "top-5" not in out  # four classes: top-5 is always right and says nothing
+    run = journey["home"] / "runs/photos"
+    assert f"confusion matrix: {Path('runs/photos/eval/confusion.png')}" in out.replace("\n", "") or \
+        (run / "eval" / "confusion.png").is_file()
+
+
+def test_eval_without_data_scores_the_held_out_tenth_from_anywhere(journey):
+    out = journey["eval_held_out"].stdout
+    assert "held_out.csv" in out and "(33 images" in out
+    run = journey["home"] / "runs/photos"
+    assert (run / "eval" / "confusion.png").is_file() and (run / "eval" / "eval.json").is_file()
 
 
 def test_finetuning_onto_two_classes_keeps_the_checkpoints_geometry(journey):

@@ -16,6 +16,7 @@ from data_fixtures import small_idx
 
 from minwa.cli import main
 from minwa.data import LabelFileDataset, open_dataset, pack
+from minwa.data.listing import listing_csv
 from minwa.data.subset import hold_out, held_out_indices
 from minwa.errors import MinwaError
 from minwa.models.checkpoint import read_meta
@@ -85,6 +86,27 @@ def test_no_validation_at_all_leaves_the_plateau_schedule_alone(photo_folder, tm
     s = Schedule(OptimConfig(schedule="plateau", plateau_patience=1), 100, 10)
     assert not any(s.observe(math.nan) for _ in range(5)) and s.plateau_factor == 1.0
     assert s.observe(0.5) is False and s.observe(0.4) is True  # a real plateau still divides by 10
+
+
+def test_a_held_out_record_reads_back_from_shards_and_idx_files(tmp_path, monkeypatch):
+    """The journey's defect: `minwa pack` then `minwa train` without --val recorded shard members in
+    held_out.csv, which eval could not open ("... is not a file"). Every source's record reads back as
+    exactly the samples held out, from any directory."""
+    small_idx(tmp_path / "idx", n=200)
+    pack(tmp_path / "idx", tmp_path / "shards", workers=1, progress=False)
+    for source in (tmp_path / "shards", tmp_path / "idx"):
+        _, held = hold_out(open_dataset(source), 0.1, seed=0)
+        record = tmp_path / f"{source.name}-held_out.csv"
+        record.write_text(listing_csv(held))
+        monkeypatch.chdir("/")
+        back = open_dataset(record)
+        assert [back.source(i) for i in range(len(back))] == [held.source(i) for i in range(len(held))]
+        assert np.array_equal(back.labels, held.labels) and back.classes == held.classes
+        assert np.array_equal(back.image(3), held.image(3))
+    record.write_text(record.read_text().replace("[0]", "[9999]") if "[0]" in record.read_text()
+                      else record.read_text() + f"{tmp_path / 'idx'}:train[9999],0\n")
+    with pytest.raises(MinwaError, match=r"names .*train\[9999\], which is not a sample of"):
+        open_dataset(record)
 
 
 # ------------------------------------------------------------------------------------------ recipes

@@ -264,10 +264,10 @@ class LabelFileDataset(FileDataset):
 
     kind = "labels"
 
-    def __init__(self, path):
+    def __init__(self, path, rows: list[tuple[int, str, str]] | None = None):
         self.path = Path(path)
         root = self.path.parent
-        rows = self._rows()
+        rows = rows if rows is not None else read_label_rows(self.path)
         if not rows:
             raise MinwaError(f"{self.path} labels no images")
         self.files = []
@@ -292,26 +292,30 @@ class LabelFileDataset(FileDataset):
             self.labels = np.asarray([where[label] for label in labels], dtype=np.int64)
         self.skipped = []
 
-    def _rows(self) -> list[tuple[int, str, str]]:
-        """(line number, path, label) of every labelled line."""
-        try:
-            text = self.path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as e:
-            raise MinwaError(f"cannot read labels file {self.path}: {getattr(e, 'strerror', None) or e}") from None
-        if self.path.suffix.lower() == ".csv":
-            lines = [(n, cols) for n, cols in enumerate(csv.reader(io.StringIO(text)), 1) if any(c.strip() for c in cols)]
-        else:
-            lines = [(n, line.strip().rsplit(None, 1)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-        if lines and lines[0][1] and lines[0][1][0].strip().lower() in _HEADER_NAMES:
-            lines = lines[1:]
-        rows = []
-        for lineno, cols in lines:
-            label = cols[1].split()[0] if len(cols) >= 2 and cols[1].split() else ""
-            if not label or not cols[0].strip():
-                raise MinwaError(f"{self.path} line {lineno} is not 'path{',' if self.path.suffix.lower() == '.csv' else ' '}"
-                                 "label'")
-            rows.append((lineno, cols[0].strip(), label))
-        return rows
+
+def read_label_rows(path: Path) -> list[tuple[int, str, str]]:
+    """(line number, path, label) of every labelled line of a labels file (CSV or ``path label`` text)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise MinwaError(f"cannot read labels file {path}: {getattr(e, 'strerror', None) or e}") from None
+    if path.suffix.lower() == ".csv":
+        lines = [(n, cols) for n, cols in enumerate(csv.reader(io.StringIO(text)), 1) if any(c.strip() for c in cols)]
+    else:
+        lines = [(n, line.strip().rsplit(None, 1)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    header = lines[0][1] if lines and lines[0][1] and lines[0][1][0].strip().lower() in _HEADER_NAMES else None
+    if header:
+        lines = lines[1:]
+    first_word = header is not None and len(header) > 1 and header[1].strip().lower() == "predictionstring"
+    rows = []
+    for lineno, cols in lines:  # a class name may hold spaces ("Ankle boot"); ImageNet's PredictionString
+        words = cols[1].split() if len(cols) >= 2 else []  # holds boxes after its first word
+        label = "" if not words else words[0] if first_word else cols[1].strip()
+        if not label or not cols[0].strip():
+            raise MinwaError(f"{path} line {lineno} is not 'path{',' if path.suffix.lower() == '.csv' else ' '}"
+                             "label'")
+        rows.append((lineno, cols[0].strip(), label))
+    return rows
 
 
 def _hash(obj) -> str:
@@ -341,7 +345,9 @@ def open_dataset(path, split: str | None = None) -> ImageDataset:
         if p.suffix.lower() == ".lst":
             return ListDataset(p)
         if p.suffix.lower() in (".csv", ".txt"):
-            return LabelFileDataset(p)
+            from minwa.data.listing import open_labels_file
+
+            return open_labels_file(p)
         if "-ubyte" in p.name:
             name_split = "test" if p.name.startswith("t10k") else "train"
             return IdxDataset(p.parent, split or name_split)
@@ -367,6 +373,8 @@ def open_dataset(path, split: str | None = None) -> ImageDataset:
         return ImageFolderDataset(p, split=split)
     labels = [p / name for name in LABEL_FILES if (p / name).is_file()]
     if labels:
-        return LabelFileDataset(labels[0])
+        from minwa.data.listing import open_labels_file
+
+        return open_labels_file(labels[0])
     raise MinwaError(f"{p} is not a data source minwa reads (no manifest.json, no IDX files, no class folders, "
                      f"no {' or '.join(LABEL_FILES)})")

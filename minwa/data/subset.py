@@ -8,9 +8,7 @@ drawn from a seed, so a resumed run or another rank cuts the same one.
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 
 import numpy as np
 
@@ -96,16 +94,6 @@ def held_out_indices(labels: np.ndarray, fraction: float, seed: int) -> np.ndarr
         gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed) & (2**64 - 1), int(c), _HOLD_OUT_DOMAIN])))
         picked.append(members[gen.permutation(len(members))[:k]])
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
-
-
-def listing_csv(dataset: ImageDataset) -> str:
-    """``path,label`` rows (a header first) naming every sample of ``dataset`` by its source and class: the
-    record of a held-out split, which ``open_dataset`` reads back as a labels file for a raw folder."""
-    out = io.StringIO()
-    rows = csv.writer(out, lineterminator="\n")
-    rows.writerow(["path", "label"])
-    rows.writerows([dataset.source(i), dataset.classes[int(y)]] for i, y in enumerate(dataset.labels))
-    return out.getvalue()
 
 
 def hold_out(dataset: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:

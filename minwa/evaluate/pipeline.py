@@ -24,6 +24,7 @@ from minwa.evaluate.ensemble import (Member, ensemble_probs, load_members, mean_
 from minwa.evaluate.metrics import Accumulator, mean_class_accuracy
 from minwa.evaluate.report import EvalReport, per_class_rows
 from minwa.utils.device import resolve_device
+from minwa.utils.words import plural
 from minwa.utils.device_caps import resolve_precision
 
 
@@ -114,13 +115,22 @@ def upsampling_note(dataset, scales) -> str | None:
     return None
 
 
-def _check_classes(dataset, members: list[Member]) -> list[str]:
+def checkpoint_labels(dataset, members: list[Member]) -> np.ndarray:
+    """The data's labels as the checkpoint's class indices. Classes are matched by name, so data that hold
+    some of the checkpoint's classes, in any order (a labels file sorts its names; a fine-tuned model keeps
+    the order its classes were named in), are scored right; a class the checkpoint lacks is one sentence."""
     classes = members[0].classes
+    labels = np.asarray(dataset.labels, dtype=np.int64)
     ds_classes = list(getattr(dataset, "classes", []) or [])
-    if ds_classes and members[0].meta.get("classes") and ds_classes != classes:
+    if not ds_classes or not members[0].meta.get("classes") or ds_classes == classes:
+        return labels
+    where = {c: i for i, c in enumerate(classes)}
+    missing = [c for c in ds_classes if c not in where]
+    if missing:
         raise MinwaError(f"the data's {len(ds_classes)} classes differ from the checkpoint's {len(classes)} "
-                         f"(data: {', '.join(ds_classes[:3])}...; checkpoint: {', '.join(classes[:3])}...)")
-    return classes
+                         f"({plural(len(missing), 'class')} not in the checkpoint: {', '.join(missing[:3])}"
+                         f"{'...' if len(missing) > 3 else ''}; checkpoint: {', '.join(classes[:3])}...)")
+    return np.asarray([where[c] for c in ds_classes], dtype=np.int64)[labels]
 
 
 def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=None,
@@ -139,7 +149,8 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
     members = members or load_members(cfg.ckpts, device)
     prepare(members, device, rt.channels_last)
     dataset = dataset if dataset is not None else _open_eval_data(cfg, members)
-    classes = _check_classes(dataset, members)
+    classes = members[0].classes
+    labels_all = checkpoint_labels(dataset, members)
     k = len(classes)
     scales_of = {m.name: list(cfg.scales) or [m.scale] for m in members}
     note = upsampling_note(dataset, [s for ss in scales_of.values() for s in ss])
@@ -150,7 +161,6 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
     n = len(dataset) if not cfg.limit else min(cfg.limit, len(dataset))
     if n == 0:
         raise MinwaError("the evaluation data hold no images")
-    labels_all = np.asarray(dataset.labels)
     min_side = max(max(s) for s in scales_of.values())
     pixels = dataset.pixels() if hasattr(dataset, "pixels") else None  # IDX: one array, no per-image calls
     bar = _progress_bar(progress, n)

@@ -7,7 +7,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
+from minwa.evaluate.metrics import per_class_accuracy
 from minwa.utils.atomic import atomic_save_figure, atomic_write_json
 
 
@@ -49,8 +52,6 @@ def _json_safe(obj):
 
 
 def per_class_rows(confusion: np.ndarray, classes: list[str]) -> list[dict]:
-    from minwa.evaluate.metrics import per_class_accuracy
-
     acc = per_class_accuracy(confusion)
     rows = []
     for i, name in enumerate(classes):
@@ -64,18 +65,19 @@ def per_class_rows(confusion: np.ndarray, classes: list[str]) -> list[dict]:
 
 
 def print_report(report: EvalReport, console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+    """The tables and the summary line; top-k is shown only with more than k classes (with k or fewer it
+    is always 0% error, and says nothing)."""
     console = console or Console()
     k = report.topk
+    show_k = len(report.classes) > k
     if len(report.rows) > 1:
         t = Table(title="views and members combined (softmax averaged)")
         t.add_column("combination")
         t.add_column("top-1 error", justify="right")
-        t.add_column(f"top-{k} error", justify="right")
+        if show_k:
+            t.add_column(f"top-{k} error", justify="right")
         for r in report.rows:
-            t.add_row(r["name"], f"{r['top1_error']:.2%}", f"{r['topk_error']:.2%}")
+            t.add_row(r["name"], f"{r['top1_error']:.2%}", *([f"{r['topk_error']:.2%}"] if show_k else []))
         console.print(t)
     t = Table(title=f"per class ({report.images:,} images)")
     for col, just in (("class", "left"), ("images", "right"), ("accuracy", "right"), ("most confused with", "left")):
@@ -85,7 +87,8 @@ def print_report(report: EvalReport, console=None) -> None:
         conf = f"{r['confused_with']} ({r['confused_count']})" if r["confused_with"] else ""
         t.add_row(r["class"], f"{r['images']:,}", acc, conf)
     console.print(t)
-    console.print(f"top-1 error {report.top1_error:.2%}  top-{k} error {report.topk_error:.2%}  "
+    topk = f"top-{k} error {report.topk_error:.2%}  " if show_k else ""
+    console.print(f"top-1 error {report.top1_error:.2%}  {topk}"
                   f"mean per-class accuracy {report.mean_class_accuracy:.2%}  "
                   f"({report.images:,} images, {report.seconds:.1f}s, {report.images_per_s:,.0f} images/s)")
     for what, path in report.files.items():
@@ -94,7 +97,7 @@ def print_report(report: EvalReport, console=None) -> None:
 
 def save_confusion_png(confusion: np.ndarray, classes: list[str], path, title: str = "") -> Path:
     """Row-normalised confusion matrix (counts written in the cells for up to 20 classes)."""
-    import matplotlib
+    import matplotlib  # heavy (~0.3 s): only when a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -28,7 +28,8 @@ from minwa.augment import Augmenter, apply_preset
 from minwa.augment.mix import build_mixer
 from minwa.data import build_loader
 from minwa.data.classes import label_map
-from minwa.data.subset import hold_out, listing_csv, select_classes
+from minwa.data.listing import listing_csv
+from minwa.data.subset import hold_out, select_classes
 from minwa.errors import MinwaError
 from minwa.evaluate.metrics import topk_correct
 from minwa.evaluate.views import match_channels
