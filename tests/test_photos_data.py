@@ -146,6 +146,8 @@ def test_a_batch_too_large_for_a_small_set_is_one_warning():
     note = small_data_note(375, 256, 1)
     assert note == ("375 training images in global batches of 256: 1 step per epoch, 119 images left out of "
                     "each; set data.batch_size=32 (or lower) for a set this small")
+    assert small_data_note(256, 256, 1) == ("256 training images in global batches of 256: 1 step per epoch; set "
+                                            "data.batch_size=32 (or lower) for a set this small")  # none left out
     assert small_data_note(295, 32, 9) == "" and small_data_note(60_000, 256, 234) == ""
 
 

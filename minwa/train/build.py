@@ -22,6 +22,7 @@ from minwa.models.config import ModelConfig
 from minwa.models.finetune import freeze_for_finetune
 from minwa.models.registry import model_accepts
 from minwa.train.config import OptimConfig
+from minwa.utils.words import plural
 
 
 # ---------------------------------------------------------------- runtime
@@ -65,8 +66,9 @@ def small_data_note(images: int, batch_size: int, steps: int) -> str:
     if steps >= 2 and left <= images / 10:
         return ""
     fit = max(1, 2 ** int(np.log2(max(1, images // 8))))  # a power of two giving ~8 or more steps per epoch
-    return (f"{images:,} training images in global batches of {batch_size}: {steps} step{'s' * (steps != 1)} per "
-            f"epoch, {left} images left out of each; set data.batch_size={fit} (or lower) for a set this small")
+    dropped = f", {plural(left, 'image')} left out of each" if left else ""
+    return (f"{images:,} training images in global batches of {batch_size}: {plural(steps, 'step')} per "
+            f"epoch{dropped}; set data.batch_size={fit} (or lower) for a set this small")
 
 
 def class_weights(mode: str, labels: np.ndarray, num_classes: int) -> torch.Tensor | None:
