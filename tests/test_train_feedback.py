@@ -69,6 +69,13 @@ def test_quiet_keeps_the_summary_and_one_labelled_line_per_epoch(photo_run):
     assert "final " in std and "best (epoch" in std and "best.safetensors" in std
 
 
+def test_a_fractional_length_shows_the_epochs_the_run_really_trains(photo_folder, tmp_path, capsys):
+    """0.25 epochs of 10 steps are 3 steps (0.3 epochs); the lines used to say "epoch 0.30/0.25"."""
+    assert _photo_run(photo_folder, tmp_path / "run", "--epochs", "0.25") == 0
+    heads = [ln.split(":")[0] for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch ")]
+    assert heads == ["epoch 0.30/0.3"]
+
+
 def _screen(raw: str) -> list[str]:
     """What a terminal shows for ``raw`` (carriage return, newline, erase line, cursor up; colours dropped)."""
     rows, r, c = [""], 0, 0

@@ -225,6 +225,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim, self.global_batch, params=self.trainable)
         self.base_lr = scaled_lr(cfg.optim, self.global_batch)
         self.total_steps = max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
+        # what the run will train, in epochs as shown (0.5 epochs of 9 steps is 5 steps: 0.56)
+        self.epochs_planned = round(self.total_steps / self.steps_per_epoch, 2)
         self.schedule = Schedule(cfg.optim, self.total_steps, self.steps_per_epoch)
         self.scaler = grad_scaler(self.precision, self.device,
                                   sharded=self.dims.world_size > 1 and self.dims.strategy in ("fsdp", "hybrid"))
@@ -326,7 +328,7 @@ class Trainer:
                     self.loader.set_epoch(self.epoch)
                     self.epoch_loss = (torch.zeros((), device=self.device), 0)
                 self._resumed_mid_epoch = False
-                self.reporter.epoch(self.epoch + 1, cfg.epochs)
+                self.reporter.epoch(self.epoch + 1, self.epochs_planned)
                 t_epoch = time.perf_counter()
                 for batch in self.loader:
                     loss = self.train_step(batch)
@@ -449,7 +451,7 @@ class Trainer:
         improved = self.watch.observe(val_acc, rec["epoch"], self.step)
         if improved:
             self.save_best(rec)
-        self.reporter.line(epoch_line(rec, self.cfg.epochs, len(self.classes), best=improved))
+        self.reporter.line(epoch_line(rec, self.epochs_planned, len(self.classes), best=improved))
         return val_acc
 
     def _after_validation(self, val_acc: float) -> bool:
