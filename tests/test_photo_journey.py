@@ -85,7 +85,8 @@ def test_pack_keeps_every_photo_and_verifies(journey):
 def test_training_without_val_holds_out_a_tenth_and_says_what_it_does(journey):
     assert journey["interrupted"].stdout.splitlines()[0] == "recipe: photos (photographs; --recipe to choose another)"
     out = journey["interrupted"].stderr  # the start-up summary, beside the progress bar
-    for line in ("295 training images in 4 classes", "33 validation images", "shorter side 72 px, 64 px crops",
+    for line in ("295 training images in 4 classes", "33 validation images held out of the training folder (data.val_fraction=0.1, listed in held_out.csv)",
+                 "shorter side 72 px, 64 px crops",
                  "fashion-net", "precision fp32"):
         assert line in out, line
     held = open_dataset(journey["home"] / "runs/photos/held_out.csv")

@@ -112,8 +112,13 @@ def startup_lines(t) -> list[str]:
     cfg = t.cfg
     n_train, batch = len(t.train_ds), t.global_batch
     names = ", ".join(t.classes[:6]) + (", ..." if len(t.classes) > 6 else "")
-    val = (f"{len(t.val_ds):,} validation images from {cfg.data.val}" if t.val_ds is not None
-           else "no validation set")
+    if t.val_ds is None:
+        val = "no validation set"
+    elif t.held_out:
+        val = (f"{len(t.val_ds):,} validation images held out of the training folder (data.val_fraction={cfg.data.val_fraction:g}, "
+               f"listed in held_out.csv)")
+    else:
+        val = f"{len(t.val_ds):,} validation images from {cfg.data.val}"
     dropped = n_train - t.steps_per_epoch * batch if cfg.data.drop_last else 0
     ranks = t.dims.world_size
     per_rank = f" ({ranks} ranks x {batch // ranks})" if ranks > 1 else ""
