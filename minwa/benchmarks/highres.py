@@ -21,7 +21,7 @@ One run, plain Python calls from JPEG folders to a table:
 
 The high-resolution run is profiled per batch (time waiting for the loader, in the augmenter, in the rest
 of the step), from the real training run, by wrapping the trainer's loader and augmenter.
-``quick``: a few hundred images, 45 s per model and half the scales (64/56 and 128/112), for ``make test``.
+``quick``: a few hundred images, 30 s per model and small scales (40/32 and 80/64), for ``make test``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from rich.table import Table
 from minwa import config as config_io
 from minwa.augment import AugmentConfig
 from minwa.benchmarks.config import HighresBenchConfig
+from minwa.benchmarks.throughput import endless
 from minwa.data import open_dataset, pack
 from minwa.data.config import DataConfig
 from minwa.errors import MinwaError
@@ -48,15 +49,17 @@ from minwa.evaluate.robustness import plot_robustness, robustness_curves
 from minwa.models.config import ModelConfig
 from minwa.synth.small_objects import make_small_objects
 from minwa.train import Trainer
+from minwa.train.config import TrainConfig
 from minwa.train.recipes import photos
 from minwa.utils.atomic import atomic_write_json
 from minwa.utils.device import resolve_device
 
 # quick: the values `make test` runs with (fields still at their full-run defaults take these)
-QUICK = dict(train_images=300, test_images=150, budget_s=45.0, batch_size=32, low_scale=64, low_crop=56,
-             high_scale=128, high_crop=112, low_test_scales=[56, 64, 80], high_test_scales=[112, 128, 160],
+# (photo-net needs 32 px at least: a 4-px stem and three 2x pools)
+QUICK = dict(train_images=300, test_images=150, budget_s=30.0, batch_size=16, low_scale=40, low_crop=32,
+             high_scale=80, high_crop=64, low_test_scales=[32, 40, 48], high_test_scales=[64, 80, 96],
              robust_limit=150)
-CALIBRATE_STEPS = 4  # timed steps (after one warm-up) that size each model's schedule to the budget
+CALIBRATE = (2, 6, 3.0)  # warm-up steps, then at least 6 timed steps and 3 s: each schedule's size
 
 
 def resolve_quick(cfg: HighresBenchConfig) -> HighresBenchConfig:
@@ -96,9 +99,14 @@ def _complete(folder: Path, cfg: HighresBenchConfig) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- train
-def train_config(cfg: HighresBenchConfig, name: str, shards: Path, scale: int, crop: int, preset: str,
-                 epochs: float) -> "config_io.Any":
-    """The ``photos`` recipe at (scale, crop) with ``preset``, no validation, ``cfg.train`` applied last."""
+# the two augmentations compared: Table 1's, and flips with random crops only (AugmentConfig's random_crop)
+AUGMENTS = {"deepimage": lambda: AugmentConfig().with_preset("deepimage"),
+            "flips+crops": lambda: dataclasses.replace(AugmentConfig().with_preset("none"), flip=True)}
+
+
+def train_config(cfg: HighresBenchConfig, name: str, shards: Path, scale: int, crop: int, augment: str,
+                 epochs: float) -> TrainConfig:
+    """The ``photos`` recipe at (scale, crop) with ``augment``, no validation, ``cfg.train`` applied last."""
     base = photos()
     run = dataclasses.replace(
         base, recipe=f"highres-{name}", out=str(Path(cfg.work) / "runs" / name), overwrite=True, seed=cfg.seed,
@@ -106,20 +114,23 @@ def train_config(cfg: HighresBenchConfig, name: str, shards: Path, scale: int, c
         runtime=cfg.runtime,
         data=dataclasses.replace(base.data, train=str(shards), val="", val_fraction=0.0, scale=scale, crop=crop,
                                  batch_size=cfg.batch_size, seed=cfg.seed),
-        augment=AugmentConfig().with_preset(preset), model=ModelConfig(name=cfg.model))
+        augment=AUGMENTS[augment](), model=ModelConfig(name=cfg.model))
     return config_io.merge(run, cfg.train)
 
 
 def calibrate(train_cfg) -> float:
     """Training images/s of ``train_cfg`` over a few steps (one warm-up), to size its schedule."""
+    warmup, steps, seconds = CALIBRATE
     trainer = Trainer(dataclasses.replace(train_cfg, epochs=1e6), report=False)
     try:
-        batches = iter(trainer.loader)
-        trainer.train_step(next(batches))
-        t = time.perf_counter()
-        for _ in range(CALIBRATE_STEPS):
+        batches = endless(trainer.loader)
+        for _ in range(warmup):
             trainer.train_step(next(batches))
-        return CALIBRATE_STEPS * trainer.global_batch / (time.perf_counter() - t)
+        t, n = time.perf_counter(), 0
+        while n < steps or time.perf_counter() - t < seconds:
+            trainer.train_step(next(batches))
+            n += 1
+        return n * trainer.global_batch / (time.perf_counter() - t)
     finally:
         trainer.close()
 
@@ -178,28 +189,28 @@ def profile_summary(waits, augment, steps, batch: int) -> dict:
             "bottleneck": max(ms, key=ms.get) if ms else None}
 
 
-def train_model(cfg: HighresBenchConfig, name: str, shards: Path, scale: int, crop: int, preset: str,
+def train_model(cfg: HighresBenchConfig, name: str, shards: Path, scale: int, crop: int, augment: str,
                 n_train: int, profile: bool, say) -> dict:
     """One model for ``cfg.budget_s`` seconds; its schedule spans the epochs its measured speed fits."""
-    probe = train_config(cfg, name, shards, scale, crop, preset, epochs=1.0)
+    probe = train_config(cfg, name, shards, scale, crop, augment, epochs=1.0)
     rate = calibrate(probe)
     epochs = max(1.0, round(cfg.budget_s * rate / n_train, 2))
-    say(f"{name}: {scale}/{crop}, {preset}, {rate:.0f} images/s measured -> {epochs:g} epochs in {cfg.budget_s:g} s")
+    say(f"{name}: {scale}/{crop}, {augment}, {rate:.0f} images/s measured -> {epochs:g} epochs in {cfg.budget_s:g} s")
     trainer = Trainer(dataclasses.replace(probe, epochs=epochs), report=False)
-    waits, augment, steps = [], [], []
+    waits, augmenting, steps = [], [], []
     if profile:
         sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
         trainer.loader = TimedLoader(trainer.loader, waits, steps, sync)
-        trainer.augmenter = Timed(trainer.augmenter, augment, sync)
+        trainer.augmenter = Timed(trainer.augmenter, augmenting, sync)
     try:
         r = trainer.fit()
     finally:
         trainer.close()
-    out = {"scale": scale, "crop": crop, "augment": preset, "checkpoint": str(r.checkpoint),
+    out = {"scale": scale, "crop": crop, "augment": augment, "checkpoint": str(r.checkpoint),
            "calibrated_images_per_s": round(rate, 1), "planned_epochs": epochs, "epochs": round(r.epochs, 2),
            "train_seconds": round(r.train_seconds, 1), "images_per_s": round(r.images_per_s, 1)}
     if profile:
-        out["profile"] = profile_summary(waits, augment, steps, trainer.global_batch)
+        out["profile"] = profile_summary(waits, augmenting, steps, trainer.global_batch)
     return out
 
 
@@ -311,10 +322,10 @@ def run(cfg: HighresBenchConfig) -> int:
     n_train = len(open_dataset(train))
     times = {"data_s": round(time.perf_counter() - t0, 1)}
     runs = {}
-    for name, scale, crop, preset in (("low", cfg.low_scale, cfg.low_crop, "deepimage"),
+    for name, scale, crop, augment in (("low", cfg.low_scale, cfg.low_crop, "deepimage"),
                                       ("high", cfg.high_scale, cfg.high_crop, "deepimage"),
-                                      ("flipcrop", cfg.high_scale, cfg.high_crop, "alexnet-flipcrop")):
-        runs[name] = train_model(cfg, name, train, scale, crop, preset, n_train, profile=name == "high", say=say)
+                                      ("flipcrop", cfg.high_scale, cfg.high_crop, "flips+crops")):
+        runs[name] = train_model(cfg, name, train, scale, crop, augment, n_train, profile=name == "high", say=say)
     times["train_s"] = round(time.perf_counter() - t0 - times["data_s"], 1)
     say("evaluating low and high at their test scales" + (", flipped" if cfg.flip else "")
         + (", then dense" if cfg.dense else ""))
