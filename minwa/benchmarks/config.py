@@ -121,6 +121,33 @@ class IntegrityBenchConfig:
     json: bool = False
 
 
+@dataclass
+class HighresBenchConfig:
+    work: str = "runs/bench-highres"  # the data set, its shards, the three runs and results.json / robustness.png
+    data: str = ""  # an ImageFolder with train/ and test/ (default: make the small-objects set in work/data)
+    train_images: int = 20000  # small-objects images made for training (reused when already there)
+    test_images: int = 5000
+    seed: int = 0  # the data set, the weights and the augmentation
+    model: str = "photo-net"  # one registry family for all three models
+    low_scale: int = 128  # S of the low-resolution model: shorter side resized to S, then
+    low_crop: int = 112  # ... random C x C training crops
+    high_scale: int = 256
+    high_crop: int = 224
+    budget_s: float = 600.0  # training seconds per model (validation excluded), the same for all three
+    batch_size: int = 64
+    low_test_scales: list[int] = field(default_factory=lambda: [112, 128, 160])  # multi-scale testing
+    high_test_scales: list[int] = field(default_factory=lambda: [224, 256, 320])
+    flip: bool = True  # also the mirrored views
+    dense: bool = True  # also whole images through the net (FC as convolution; global pooling: as it is)
+    eval_limit: int = 0  # test images evaluated (0 = all)
+    robustness: bool = True  # deepimage vs flips+crops only, under graded corruptions
+    robust_limit: int = 1000  # test images per corruption and severity (0 = all)
+    quick: bool = False  # a few hundred images, 30 s per model, scales 40/32 and 80/64: `make test`'s run
+    json: bool = False
+    train: dict = field(default_factory=dict)  # TrainConfig fields for all three runs, e.g. train.optim.lr=0.2
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
 def check_loader(cfg: LoaderBenchConfig) -> LoaderBenchConfig:
     runtime_config.check(cfg.runtime)
     check_rules([
@@ -192,6 +219,25 @@ def check_integrity(cfg: IntegrityBenchConfig) -> IntegrityBenchConfig:
     return cfg
 
 
+def check_highres(cfg: HighresBenchConfig) -> HighresBenchConfig:
+    runtime_config.check(cfg.runtime)
+    scales = cfg.low_test_scales + cfg.high_test_scales
+    check_rules([
+        (cfg.low_scale >= cfg.low_crop >= 1 and cfg.high_scale >= cfg.high_crop >= 1,
+         f"each crop must be between 1 and its scale (low {cfg.low_scale}/{cfg.low_crop}, "
+         f"high {cfg.high_scale}/{cfg.high_crop})"),
+        (cfg.high_crop > cfg.low_crop, f"high_crop {cfg.high_crop} must exceed low_crop {cfg.low_crop}"),
+        (all(s >= 1 for s in scales) and cfg.low_test_scales and cfg.high_test_scales,
+         "low_test_scales and high_test_scales must be non-empty lists of positive sizes"),
+        (cfg.train_images >= 10 and cfg.test_images >= 10, "train_images and test_images must be at least 10"),
+        (cfg.budget_s > 0, f"budget_s must be a positive number of seconds, got {cfg.budget_s}"),
+        (cfg.batch_size >= 1, f"batch_size must be at least 1, got {cfg.batch_size}"),
+        (cfg.eval_limit >= 0 and cfg.robust_limit >= 0, "eval_limit and robust_limit must not be negative"),
+    ])
+    train_config.check(config_io.merge(train_config.TrainConfig(), cfg.train, "train"))
+    return cfg
+
+
 # bench name -> (its config class, its check); every config is also checked for finite numbers
 BENCH_CONFIGS = {
     "loader": (LoaderBenchConfig, check_loader),
@@ -200,6 +246,7 @@ BENCH_CONFIGS = {
     "scaling": (ScalingBenchConfig, check_scaling),
     "throughput": (ThroughputBenchConfig, check_throughput),
     "integrity": (IntegrityBenchConfig, check_integrity),
+    "highres": (HighresBenchConfig, check_highres),
 }
 
 

@@ -1,4 +1,4 @@
-"""`minwa bench loader|augment|train|scaling|throughput|integrity`: benchmarks that run minwa and its peer
+"""`minwa bench loader|augment|train|scaling|throughput|integrity|highres`: benchmarks that run minwa and its peer
 side by side. Each bench's settings are a config dataclass (``minwa.benchmarks.config``) loaded like
 ``minwa train``'s: ``--config FILE``, then the shorthands ``--data``/``--json``, then ``--set key=value``."""
 
@@ -9,7 +9,7 @@ from minwa.benchmarks.config import BENCH_CONFIGS, check
 from minwa.commands.config_args import add_config_arguments
 from minwa.errors import MinwaError
 
-HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput, integrity)"
+HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput, integrity, highres)"
 
 BENCHES = {
     "loader": ("minwa.benchmarks.loader", "shard loader vs a PIL DataLoader, webdataset and the decode ceiling",
@@ -23,6 +23,8 @@ BENCHES = {
     "throughput": ("minwa.benchmarks.throughput",
                    "training step images/s and MFU: JPEG shards vs data already on the device", "model=resnet18"),
     "integrity": ("minwa.benchmarks.integrity", "the per-sample CRC-32 check vs decoding the same JPEG", "images=16"),
+    "highres": ("minwa.benchmarks.highres", "low- vs high-resolution models, multi-scale testing, fusion and "
+                "robustness on photographs of small objects", "budget_s=300"),
 }
 
 
@@ -34,11 +36,14 @@ def add_arguments(p):
         if "data" in BENCH_CONFIGS[name][0].__dataclass_fields__:
             q.add_argument("--data", metavar="PATH", help="the data the bench reads (= data)")
         q.add_argument("--json", action="store_true", help="print one JSON object (= json=true)")
+        if "quick" in BENCH_CONFIGS[name][0].__dataclass_fields__:
+            q.add_argument("--quick", action="store_true", help="the reduced run `make test` exercises (= quick=true)")
 
 
 def resolve_config(args):
     """The bench's defaults -> file -> shorthands -> --set, in that order."""
-    flags = {"data": getattr(args, "data", None), "json": args.json or None}
+    flags = {"data": getattr(args, "data", None), "json": args.json or None,
+             "quick": getattr(args, "quick", False) or None}
     return config_io.load(BENCH_CONFIGS[args.bench][0](), args.config, args.overrides, flags=flags)
 
 

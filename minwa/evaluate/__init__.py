@@ -2,7 +2,8 @@
 
 ``evaluate(cfg)`` scores checkpoints on a data set (top-1/top-5 error, mean per-class accuracy,
 per-class table, confusion matrix); ``predict(ckpts, images, topk)`` gives class names with
-probabilities. Both average softmax outputs over views and over ensemble members. Names are imported
+probabilities. Both average softmax outputs over views and over ensemble members.
+``robustness_curves(ckpts, dataset)`` scores models on the data corrupted at graded severities (Figure 9). Names are imported
 on first use, so that reading ``EvalConfig`` does not pull in torch.
 """
 
@@ -18,6 +19,10 @@ __all__ = lazy_package(__name__, {
     "evaluate": "minwa.evaluate.pipeline",
     "predict": "minwa.evaluate.pipeline",
     "EvalReport": "minwa.evaluate.report",
+    "CORRUPTIONS": "minwa.evaluate.robustness",
+    "Corrupted": "minwa.evaluate.robustness",
+    "plot_robustness": "minwa.evaluate.robustness",
+    "robustness_curves": "minwa.evaluate.robustness",
     "print_report": "minwa.evaluate.report",
     "write_outputs": "minwa.evaluate.report",
 })

@@ -134,10 +134,12 @@ def checkpoint_labels(dataset, members: list[Member]) -> np.ndarray:
 
 
 def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=None,
-             progress: bool = False) -> EvalReport:
+             progress: bool = False, member_scales: dict | None = None) -> EvalReport:
     """Score checkpoints (``cfg.ckpts``) or in-memory ``members`` on ``cfg.data`` (or ``dataset``).
 
     ``progress`` shows a progress bar over the batches (on stderr), for long evaluations.
+    ``member_scales`` (member name -> test scales) gives members trained at different scales their own
+    test scales in one pass (a low- and a high-resolution model fused); others take ``cfg.scales``.
     """
     t0 = time.perf_counter()
     check(cfg)
@@ -152,12 +154,12 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
     classes = members[0].classes
     labels_all = checkpoint_labels(dataset, members)
     k = len(classes)
-    scales_of = {m.name: list(cfg.scales) or [m.scale] for m in members}
+    scales_of = {m.name: list((member_scales or {}).get(m.name) or cfg.scales) or [m.scale] for m in members}
     note = upsampling_note(dataset, [s for ss in scales_of.values() for s in ss])
     if note:
         print(f"warning: {note}", file=sys.stderr)
     rows = combination_rows(members, scales_of, cfg.flip)
-    accs = [Accumulator(k, cfg.topk, confusion=(i == len(rows) - 1)) for i in range(len(rows))]
+    accs = [Accumulator(k, cfg.topk, confusion=True) for _ in rows]
     n = len(dataset) if not cfg.limit else min(cfg.limit, len(dataset))
     if n == 0:
         raise MinwaError("the evaluation data hold no images")
@@ -189,7 +191,8 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
         mean_class_accuracy=mean_class_accuracy(confusion), images=n, classes=classes,
         per_class=per_class_rows(confusion, classes), confusion=confusion.tolist(),
         rows=[{"name": r["name"], "member": r["member"], "views": r["views"], "top1_error": a.top1_error,
-               "topk_error": a.topk_error} for r, a in zip(rows, accs)],
+               "topk_error": a.topk_error, "mean_class_accuracy": mean_class_accuracy(a.confusion)}
+              for r, a in zip(rows, accs)],
         members=[{"name": m.name, "model": m.meta.get("model"), "scale": m.scale, "crop": m.crop,
                   "test_scales": scales_of[m.name]} for m in members],
         settings={"data": str(getattr(dataset, "path", cfg.data)), "split": cfg.split, "flip": cfg.flip,

@@ -1,0 +1,37 @@
+"""`minwa make-dataset small-objects OUT`: data generators for benchmarks and tests (``minwa.synth``)."""
+
+HELP = "make a synthetic data set from real parts (small-objects: Fashion-MNIST items on real photographs)"
+
+
+def add_arguments(p):
+    sub = p.add_subparsers(dest="kind", metavar="KIND", parser_class=type(p))
+    q = sub.add_parser("small-objects", help="Fashion-MNIST items pasted small (8-20%% of the shorter side) on "
+                       "real photographs, as an ImageFolder of JPEGs: OUT/train, OUT/test",
+                       description="Fashion-MNIST items pasted small on real photographs (Debian's wallpapers, "
+                       "scikit-image's samples), train and test on disjoint photographs; OUT/train/<class>/*.jpg, "
+                       "OUT/test/<class>/*.jpg, OUT/boxes.csv, OUT/README.json.")
+    q.add_argument("out", metavar="OUT", help="folder to write (must be new or empty)")
+    q.add_argument("--train", type=int, default=20000, metavar="N", help="train images (default 20000)")
+    q.add_argument("--test", type=int, default=5000, metavar="N", help="test images (default 5000)")
+    q.add_argument("--seed", type=int, default=0, help="the same seed makes the same files (default 0)")
+    q.add_argument("--workers", type=int, default=0, metavar="W", help="processes (default 0: all cores)")
+    q.add_argument("--short-side", type=int, default=512, metavar="PX", help="shorter side of every image (default 512)")
+    q.add_argument("--fashion", default="/usr/share/datasets/fashion-mnist", metavar="DIR",
+                   help="folder with the Fashion-MNIST *-ubyte.gz files")
+    q.add_argument("--overwrite", action="store_true", help="replace OUT/train and OUT/test if OUT is not empty")
+    q.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def run(args) -> int:
+    from minwa.errors import MinwaError
+
+    if args.kind != "small-objects":
+        raise MinwaError("name a data set: minwa make-dataset small-objects OUT")
+    from minwa.synth.small_objects import make_small_objects  # numpy, Pillow, torch: only when it runs
+
+    r = make_small_objects(args.out, train=args.train, test=args.test, seed=args.seed, workers=args.workers,
+                           short_side=args.short_side, progress=not args.quiet, overwrite=args.overwrite,
+                           fashion=args.fashion)
+    print(f"wrote {r.counts['train']:,} train and {r.counts['test']:,} test images to {r.out} "
+          f"({len(r.sources['train'])} + {len(r.sources['test'])} background photographs) in {r.seconds:.1f} s")
+    return 0

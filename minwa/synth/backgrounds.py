@@ -1,0 +1,110 @@
+"""Background photographs for synthetic data: Debian's wallpaper packages and scikit-image's samples.
+
+Pictures that are one picture at several resolutions (plasma's ``contents/images/WxH``, mate's
+``_WxH`` names) count once, at their largest; light/dark variants of one wallpaper are one *group*, and
+groups, not crops, are what a split divides, so no test background was ever a train background.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from minwa.data.decode import decode_source
+
+ROOTS = (Path("/usr/share/backgrounds"), Path("/usr/share/wallpapers"))
+SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+# scikit-image's bundled colour photographs (motorcycle_right is motorcycle_left's other eye)
+SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                  "hubble_deep_field.jpg", "ihc.png", "retina.jpg")
+MIN_SIDE = 256  # smaller files are icons and screenshots, not photographs
+
+
+@dataclass(frozen=True)
+class Picture:
+    path: Path
+    group: str  # "collection/name": variants of one wallpaper share it
+    width: int
+    height: int
+
+
+def _skimage_data() -> Path | None:
+    spec = importlib.util.find_spec("skimage")  # located, not imported: scikit-image is optional
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def _key(path: Path, root: Path) -> tuple[str, str]:
+    """(group, picture) of a wallpaper file: the picture drops the resolution from the name."""
+    rel = path.relative_to(root)
+    if root.name == "wallpapers":  # plasma: NAME/contents/images[_dark]/WxH.ext
+        return f"plasma/{rel.parts[0]}", f"plasma/{rel.parts[0]}/{path.parent.name}"
+    collection = "/".join(rel.parts[:-1]) or root.name
+    stem = re.sub(r"_\d+x\d+.*$", "", path.stem)
+    if collection == "sway":
+        return "sway", f"sway/{stem}"  # colour variants of one artwork
+    if collection == "gnome":
+        return f"gnome/{stem.rsplit('-', 1)[0]}", f"gnome/{stem}"  # NAME-l / NAME-d
+    return f"{collection}/{stem}", f"{collection}/{stem}"
+
+
+def find_pictures(roots=ROOTS, skimage: bool = True) -> list[Picture]:
+    """Every background picture installed, one file per picture (its largest), in a fixed order."""
+    best: dict[str, Picture] = {}
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            if path.suffix.lower() not in SUFFIXES or "screenshot" in path.name or not path.is_file():
+                continue
+            group, pic = _key(path, root)
+            _offer(best, pic, group, path)
+    data = _skimage_data() if skimage else None
+    for name in SKIMAGE_PHOTOS if data else ():
+        if (data / name).is_file():
+            _offer(best, f"skimage/{name}", f"skimage/{Path(name).stem}", data / name)
+    return [best[k] for k in sorted(best)]
+
+
+def _offer(best: dict, pic: str, group: str, path: Path) -> None:
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return  # not an image Pillow reads: not a background
+    if min(w, h) >= MIN_SIDE and (pic not in best or w * h > best[pic].width * best[pic].height):
+        best[pic] = Picture(path, group, w, h)
+
+
+def split_pictures(pictures: list[Picture], seed: int, test_fraction: float = 0.25):
+    """(train, test) pictures: within each collection, a seeded shuffle of its groups gives about
+    ``test_fraction`` of them (at least one, where it has two) to test."""
+    by_collection: dict[str, list[str]] = {}
+    for g in sorted({p.group for p in pictures}):
+        by_collection.setdefault(g.split("/")[0], []).append(g)
+    rng = random.Random(seed)
+    test_groups = set()
+    for groups in by_collection.values():
+        rng.shuffle(groups)
+        if len(groups) >= 2:
+            test_groups.update(groups[:max(1, round(len(groups) * test_fraction))])
+    return ([p for p in pictures if p.group not in test_groups], [p for p in pictures if p.group in test_groups])
+
+
+def open_picture(path: Path, min_side: int) -> Image.Image:
+    """The picture as RGB, reduced (JPEG: in the DCT domain) while its shorter side stays >= ``min_side``."""
+    img = Image.fromarray(decode_source(Path(path).read_bytes(), 3, min_side))
+    k = min(img.size) // max(1, min_side)
+    return img.reduce(k) if k >= 2 else img
+
+
+def as_array(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.uint8)
