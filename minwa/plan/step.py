@@ -119,14 +119,12 @@ def _fsdp_timeline(m, prof, fwd, bwd, comm: _Comm, n: int, prefetch: bool, fc: d
                 done[seq[k + 1]] = comm.issue(t, ag[seq[k + 1]])
         before, after, _ = fc_comm.get(layer.name, (0.0, 0.0, 0.0))
         t += before + fwd[i] + after
-    last = {u: max(i for i, v in enumerate(unit_of) if v == u) for u in seq}
     first = {u: min(i for i, v in enumerate(unit_of) if v == u) for u in seq}
     for i in reversed(range(len(prof.layers))):
         t += bwd[i] + fc_comm.get(prof.layers[i].name, (0.0, 0.0, 0.0))[2]
         u = unit_of[i]
         if u != "<root>" and first[u] == i:
             comm.issue(t, rs[u])
-    del last
     comm.issue(t, rs["<root>"])
     return max(t, comm.free)
 
@@ -202,7 +200,7 @@ def step(m: Machine, prof: ModelProfile, strategy: str, n: int, b: float, *, fc_
         fwd, bwd = layer_times(m, prof, b)
         fc_comm = _hybrid_fc_comm(m, prof, b, s) if s > 1 else {}
         fc = {u: (n // s, s) for u in prof.fc_names}
-        end = _fsdp_timeline(m, prof, fwd, bwd, comm, n, True, fc, fc_comm)
+        end = _fsdp_timeline(m, prof, fwd, bwd, comm, n, prefetch, fc, fc_comm)
         fc_wait = sum(sum(v) for v in fc_comm.values())
         held = p / n
         fc_acts = sum(s * b * by.out_features * e for by in prof.layers if by.name in prof.fc_names)
