@@ -3,12 +3,14 @@ own hardware (Deep Image §3.3), the modern nccl-tests figures, calibration and 
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from minwa.cli import main
+from minwa.cli import build_parser, main
 from minwa.models import create_model
 from minwa.plan.calibrate import calibrate
 from minwa.plan.config import PlanConfig, paper_config
@@ -174,3 +176,24 @@ def test_plan_bad_input_is_one_sentence(setting, says, capsys):
     assert main(["plan", "--set", setting]) != 0
     err = capsys.readouterr().err.strip()
     assert says in err and "\n" not in err
+
+
+def test_plan_flags_are_frozen_and_its_config_is_light():
+    """Adding a flag is a decision (as tests/test_config.py's frozen surface); reading the config imports no torch."""
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    flags = sorted(o for a in sub.choices["plan"]._actions for o in a.option_strings if o.startswith("--"))
+    assert flags == sorted(["--help", "--config", "--set", "--print-config", "--model", "--ckpt", "--paper",
+                            "--calibrate", "--out", "--json"])
+    code = "import minwa.plan.config, sys; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60).returncode == 0
+
+
+def test_plan_reads_a_checkpoint(tmp_path):
+    from minwa.models.checkpoint import save_checkpoint
+
+    net = create_model("deepimage-tiny", num_classes=10, in_chans=1)
+    save_checkpoint(tmp_path / "final", net, {"model": "deepimage-tiny", "num_classes": 10, "in_chans": 1,
+                                              "classes": [str(i) for i in range(10)], "scale": 32, "crop": 28})
+    r = plan(PlanConfig(ckpt=str(tmp_path / "final"), gpus=[1, 2], nodes=1, figure_batches=[]))
+    assert r["model"]["name"] == "deepimage-tiny" and r["model"]["size"] == 28
+    assert r["model"]["params"] == sum(p.numel() for p in net.parameters())
