@@ -104,8 +104,9 @@ def _fsdp_timeline(m, prof, fwd, bwd, comm: _Comm, n: int, prefetch: bool, fc: d
     order = [u for u, _ in prof.units if u != "<root>"]
     unit_of = _unit_of(prof, order)
     group = {u: fc.get(u, (n, 1)) for u in params}
-    ag = {u: m.fabric.all_gather(params[u] * m.gather_bytes, *group[u]) for u in params}
-    rs = {u: m.fabric.reduce_scatter(params[u] * 4, *group[u]) for u in params}
+    held = {u: params[u] / group[u][1] for u in params}  # a split FC layer: each rank's 1/S of it
+    ag = {u: m.fabric.all_gather(held[u] * m.gather_bytes, *group[u]) for u in params}
+    rs = {u: m.fabric.reduce_scatter(held[u] * 4, *group[u]) for u in params}
     done = {"<root>": comm.issue(0.0, ag["<root>"])}
     t = done["<root>"]
     seq = [u for i, u in enumerate(unit_of) if u != "<root>" and u not in unit_of[:i]]
@@ -197,7 +198,7 @@ def step(m: Machine, prof: ModelProfile, strategy: str, n: int, b: float, *, fc_
         s = fc_split or n
         if not prof.fc_names or n % s:
             return None
-        fwd, bwd = layer_times(m, prof, b)
+        fwd, bwd = layer_times(m, prof, b, fc_div=s)
         fc_comm = _hybrid_fc_comm(m, prof, b, s) if s > 1 else {}
         fc = {u: (n // s, s) for u in prof.fc_names}
         end = _fsdp_timeline(m, prof, fwd, bwd, comm, n, prefetch, fc, fc_comm)
