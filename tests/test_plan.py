@@ -77,6 +77,12 @@ def test_deepimage16_flops_match_torch_counter():
 
 
 # ---------------------------------------------------------------------------------------------- the paper
+def test_paper_machine_uses_the_one_set_of_constants():
+    """The paper's points are reproduced with the defaults every plan uses: only the hardware and the run differ."""
+    for name in ("compute_fraction", "overhead_ms", "decode_us", "bucket_mb", "prefetch", "mixed_precision"):
+        assert getattr(paper_config(), name) == getattr(PlanConfig(), name), name
+
+
 def test_paper_speedup_at_64_gpus_minibatch_1024(paper):
     point = next(r for r in paper["figure_b"] if r["figure_batch"] == 1024 and r["gpus"] == 64)
     assert point["batch_per_gpu"] == 16
@@ -143,6 +149,20 @@ def test_calibration_recovers_fraction_and_overhead(tmp_path):
     assert fitted.compute_fraction == pytest.approx(0.3)
     assert fitted.overhead_ms == pytest.approx(5.0, rel=1e-3)
     assert all(abs(p["error"]) < 1e-3 for p in report["points"])
+
+
+def test_calibration_from_bench_scaling_shows_every_row(tmp_path, scaling_net):
+    """bench scaling's 1-process row anchors the fit; its n-process rows are predicted beside their measurement."""
+    cfg = paper_config(compute_fraction=0.4)
+    rows = [{"strategy": s, "processes": n, "step_s": step(machine(cfg), scaling_net, s, n, 64).total_s}
+            for s, n in (("none", 1), ("fsdp", 4), ("hybrid", 4))]
+    f = tmp_path / "results.json"
+    f.write_text(json.dumps({"model": "deepimage-scaling", "device": "Tesla K40m", "precision": "fp32",
+                             "batch_per_rank": 64, "rows": rows}))
+    fitted, report = calibrate(paper_config(calibrate=[str(f)]))
+    assert fitted.compute_fraction == pytest.approx(0.4) and report["fitted_points"] == 1
+    assert [(p["strategy"], p["gpus"]) for p in report["points"]] == [("none", 1), ("fsdp", 4), ("hybrid", 4)]
+    assert all(abs(p["error"]) < 1e-6 for p in report["points"])
 
 
 def test_calibration_on_another_gpu_is_one_sentence(tmp_path, capsys):

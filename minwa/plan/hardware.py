@@ -7,9 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from minwa.benchmarks.peak import VENDOR_TFLOPS
 from minwa.errors import MinwaError
 
 TERA, GIGA = 1e12, 1e9
+
+
+def _vendor(name: str) -> dict:
+    """The datasheet TFLOP/s that ``minwa bench`` measures MFU against (one table: ``benchmarks.peak``)."""
+    return dict(next(t for n, t in VENDOR_TFLOPS if n == name))
 
 
 @dataclass(frozen=True)
@@ -33,16 +39,16 @@ GPUS = {g.name: g for g in (
     # NVIDIA V100 datasheet (SXM2): 15.7 fp32, 125 fp16 tensor; 32 GB HBM2 at 900 GB/s; NVLink 2 300 GB/s.
     # DGX-1: 2 × 20-core Xeon E5-2698 v4 = 40 cores.
     GPU("V100", {"fp32": 15.7, "fp16": 125.0}, 32, 900, "nvlink2", 40, "NVIDIA V100 datasheet; DGX-1 datasheet"),
-    # NVIDIA A100 datasheet (SXM4 80GB), dense: 19.5 fp32, 156 tf32, 312 bf16/fp16; 2,039 GB/s; NVLink 3
+    # NVIDIA A100 datasheet (SXM4 80GB), dense (benchmarks.peak): 19.5 fp32, 156 tf32, 312 bf16/fp16; 2,039 GB/s; NVLink 3
     # 600 GB/s. DGX A100: 2 × 64-core AMD EPYC 7742 = 128 cores.
-    GPU("A100", {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}, 80, 2039, "nvlink3", 128,
+    GPU("A100", _vendor("A100"), 80, 2039, "nvlink3", 128,
         "NVIDIA A100 datasheet; DGX A100 datasheet"),
     # NVIDIA H100 datasheet (SXM5), dense (half the sparse figures): 66.9 fp32, 494.7 tf32, 989.5 bf16/fp16;
     # 80 GB HBM3 at 3.35 TB/s; NVLink 4 900 GB/s. DGX H100: 2 × 56-core Xeon 8480C = 112 cores.
-    GPU("H100", {"fp32": 66.9, "tf32": 494.7, "bf16": 989.5, "fp16": 989.5}, 80, 3350, "nvlink4", 112,
+    GPU("H100", _vendor("H100"), 80, 3350, "nvlink4", 112,
         "NVIDIA H100 datasheet; DGX H100 datasheet"),
     # NVIDIA H200 datasheet (SXM): the H100's compute; 141 GB HBM3e at 4.8 TB/s; NVLink 4. DGX H200: as DGX H100.
-    GPU("H200", {"fp32": 66.9, "tf32": 494.7, "bf16": 989.5, "fp16": 989.5}, 141, 4800, "nvlink4", 112,
+    GPU("H200", _vendor("H200"), 141, 4800, "nvlink4", 112,
         "NVIDIA H200 datasheet; DGX H200 datasheet"),
 )}
 
