@@ -17,6 +17,7 @@ from pathlib import Path
 from minwa.errors import MinwaError
 from minwa.plan import hardware
 from minwa.plan.config import PlanConfig
+from minwa.plan.predict import machine
 from minwa.plan.profile import profile_model
 from minwa.plan.step import step
 
@@ -43,8 +44,6 @@ def _points(path: str) -> list[dict]:
 
 def calibrate(cfg: PlanConfig) -> tuple[PlanConfig, dict]:
     """``cfg`` with ``compute_fraction`` and ``overhead_ms`` fitted to ``cfg.calibrate``'s files, and a report."""
-    from minwa.plan.predict import machine  # predict imports this module's caller; keep the cycle out
-
     points = [pt for f in cfg.calibrate for pt in _points(f)]
     for pt in points:
         found = hardware.gpu_in_name(pt["device"])

@@ -100,9 +100,8 @@ def profile_model(model: str = "deepimage16", size: int = 0, num_classes: int = 
         f = sum(fwd.get(key, {}).values())
         layer.fwd_flops = f / _PROBE
         layer.bwd_flops = (sum(both.get(key, {}).values()) - f) / _PROBE
-    skip = set()
-    units = [(n, sum(p.numel() for p in m.parameters(recurse=False)))
-             for n, m in net.named_modules() if m in set(_units(net, skip))]
+    wrapped = set(_units(net, set()))
+    units = [(n, sum(p.numel() for p in m.parameters(recurse=False))) for n, m in net.named_modules() if m in wrapped]
     in_units = sum(p for _, p in units)
     total = sum(p.numel() for p in net.parameters())
     units.append(("<root>", total - in_units))
