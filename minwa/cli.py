@@ -28,6 +28,7 @@ COMMANDS = {
     "bench": "bench",
     "models": "models",
     "make-dataset": "make_dataset",
+    "plan": "plan",
 }
 
 

@@ -85,7 +85,7 @@ def test_cli_surface_is_frozen():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert sorted(sub.choices) == sorted(["pack", "verify", "train", "eval", "predict", "demo", "augment-preview",
-                                          "bench", "models"])
+                                          "bench", "models", "plan"])
 
     def flags(command):
         return sorted(o for a in sub.choices[command]._actions for o in a.option_strings if o.startswith("--"))
