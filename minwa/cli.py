@@ -27,6 +27,7 @@ COMMANDS = {
     "augment-preview": "augment_preview",
     "bench": "bench",
     "models": "models",
+    "import-weights": "import_weights",
 }
 
 
