@@ -13,5 +13,5 @@ __all__ = lazy_package(__name__, {
     "Imported": "minwa.pretrained.convert",
     "import_weights": "minwa.pretrained.convert",
     "load_init": "minwa.pretrained.init",
-    "init_meta": "minwa.pretrained.init",
+    "read_init_meta": "minwa.pretrained.init",
 })

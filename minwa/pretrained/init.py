@@ -17,7 +17,7 @@ def is_foreign(path) -> bool:
         p.suffix == ".safetensors" and p.with_suffix(".json").is_file())
 
 
-def init_meta(path) -> dict:
+def read_init_meta(path) -> dict:
     """The sidecar fields of the model ``path`` gives (model, kwargs, classes, geometry, mean/std)."""
     return import_weights(path).meta if is_foreign(path) else read_meta(path)
 
