@@ -11,6 +11,7 @@ from minwa.utils.lazy import lazy_package
 
 __all__ = lazy_package(__name__, {
     "Imported": "minwa.pretrained.convert",
+    "import_state": "minwa.pretrained.convert",
     "import_weights": "minwa.pretrained.convert",
     "load_init": "minwa.pretrained.init",
     "read_init_meta": "minwa.pretrained.init",

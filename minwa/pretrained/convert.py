@@ -63,6 +63,7 @@ def _plan(layout: Layout, target: dict[str, torch.Tensor]) -> dict[str, str | No
 
 
 def _meta_model(layout: Layout, fc: str, num_classes: int = 1000) -> ModelBase:
+    """minwa's model for ``layout`` on the meta device (names and shapes, no memory)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "initializing zero-element tensors is a no-op" on meta
         return create_model(layout.model, num_classes, 3, device="meta", **(layout.kwargs if fc == "keep" else {}))
@@ -162,20 +163,33 @@ def _geometry(layout: Layout, hub: dict, scale: int, crop: int) -> tuple[int, in
 
 def import_weights(path, arch: str | None = None, fc: str = "keep", scale: int = 0, crop: int = 0) -> Imported:
     """Read ``path`` (torchvision or timm state dict), find its layout (among ``arch``'s when given), and
-    load it into minwa's model; the sidecar fields carry the source's normalisation, geometry and classes."""
+    load it into minwa's model; the sidecar fields carry the source's normalisation, geometry and classes
+    (a timm hub ``config.json`` beside the file gives its own)."""
+    path = Path(path)
+    return import_state(read_state_dict(path), path, arch, fc, scale, crop, hub=_hub_config(path))
+
+
+def import_state(source: dict[str, torch.Tensor], path, arch: str | None = None, fc: str = "keep", scale: int = 0,
+                 crop: int = 0, hub: dict | None = None) -> Imported:
+    """:func:`import_weights` of a state dict already in memory (``model.state_dict()`` in a notebook);
+    ``path`` only names it in messages and in the sidecar."""
     if fc not in FC_MODES:
         raise MinwaError(f"--fc must be keep or reinit, not '{fc}'")
-    path = Path(path)
-    source = read_state_dict(path)
+    path, hub = Path(path), hub or {}
     layout = find_layout(set(source), arch)  # not exactly one: map_state names the first mismatch
     weight = source.get(layout.classifier_weight)
     num_classes = int(weight.shape[0]) if weight is not None and weight.dim() >= 1 else 1000
     kwargs = dict(layout.kwargs) if fc == "keep" else {}
-    model = create_model(layout.model, num_classes, 3, **kwargs)
+    model = _meta_model(layout, fc, num_classes)  # shapes only: initialising 138M weights to overwrite them costs seconds
     state, loaded, left = map_state(layout, source, model, fc, path)
-    model.load_state_dict(state, strict=True)
+    if any(not k.endswith(_OPTIONAL) for k in left):  # layers left to minwa's initialisation: build them for real
+        model = create_model(layout.model, num_classes, 3, **kwargs)
+        fresh = model.state_dict()
+        state.update({k: fresh[k] for k in left})
+    else:
+        state.update({k: torch.zeros((), dtype=torch.long) for k in left})  # BN's step counters
+    model.load_state_dict(state, strict=True, assign=True)
     model.eval()
-    hub = _hub_config(path)
     scale, crop = _geometry(layout, hub, scale, crop)
     if model.fc_head() is not None and crop != model.default_scale:
         raise MinwaError(f"{layout.model}'s FC head reads the map of a {model.default_scale}×{model.default_scale} "
