@@ -21,21 +21,16 @@ from safetensors.torch import save_file
 
 from minwa.pretrained import import_weights
 
+sys.path.insert(0, str(Path(__file__).parent))
+from torchvision_reference import draw_batchnorm  # noqa: E402  (torchvision is installed where timm is)
+
 MODELS = {"resnet18": "resnet18", "resnet50": "resnet50", "vgg16": "vgg16"}  # minwa --arch: timm name
 TOL = 1e-4
 
 
 def timm_model(name: str, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = timm.create_model(name, pretrained=False)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            with torch.no_grad():
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    model.eval()
+    model = draw_batchnorm(timm.create_model(name, pretrained=False), seed)
     head = model.get_classifier()
     x = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():

@@ -22,9 +22,9 @@ from torchvision import transforms
 ARCHS = ("resnet18", "resnet50", "alexnet", "vgg16")
 
 
-def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = getattr(torchvision.models, model)()  # torchvision's init, then BN statistics drawn
+def draw_batchnorm(model: torch.nn.Module, counter: int = 0) -> torch.nn.Module:
+    """BatchNorm's scale, shift and running statistics drawn (the torch seed set by the caller), in eval mode:
+    a wrongly mapped BN cannot hide behind the identity init. scripts/timm_check.py uses it too."""
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             with torch.no_grad():
@@ -32,8 +32,13 @@ def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
                 m.bias.normal_(0, 0.1)
                 m.running_mean.normal_(0, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
-                m.num_batches_tracked.fill_(seed + 7)
+                m.num_batches_tracked.fill_(counter)
     return model.eval()
+
+
+def randomise(arch: str, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return draw_batchnorm(getattr(torchvision.models, arch)(), seed + 7)  # torchvision's init, then BN drawn
 
 
 def main() -> None:
