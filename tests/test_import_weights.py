@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import save, save_file
 
 from minwa.data import open_dataset
 from minwa.errors import MinwaError
@@ -186,6 +186,15 @@ def test_wrong_architecture_and_unknown_files_are_one_sentence(resnet18_file, tm
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(MinwaError, match="not a weights file"):
         import_weights(tmp_path / "notes.txt")
+    for name, keep in (("cut.pth", 1000), ("cut.safetensors", 1000)):  # a download cut short
+        data = resnet18_file.read_bytes() if name.endswith(".pth") else _safetensors_bytes(resnet18_file)
+        (tmp_path / name).write_bytes(data[:keep])
+        with pytest.raises(MinwaError, match="is not a readable"):
+            import_weights(tmp_path / name)
+
+
+def _safetensors_bytes(pth: Path) -> bytes:
+    return save(torch.load(pth, weights_only=True))
 
 
 def test_pickled_objects_are_refused_and_wrappers_unwrapped(resnet18_file, tmp_path):
@@ -198,6 +207,9 @@ def test_pickled_objects_are_refused_and_wrappers_unwrapped(resnet18_file, tmp_p
     torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "ddp.pth")
     imported = import_weights(tmp_path / "ddp.pth")
     assert torch.equal(imported.model.state_dict()["layer4.1.bn2.running_var"], state["layer4.1.bn2.running_var"])
+    # torchvision's older downloads (alexnet-owt-7be5be79.pth) are in torch's pre-1.6 format: read as well
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert import_weights(tmp_path / "legacy.pth").layout.arch == "resnet18"
 
 
 def _minwa(*args, cwd: Path) -> subprocess.CompletedProcess:
