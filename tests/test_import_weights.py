@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,10 +211,6 @@ def test_pickled_objects_are_refused_and_wrappers_unwrapped(resnet18_file, tmp_p
     assert import_weights(tmp_path / "legacy.pth").layout.arch == "resnet18"
 
 
-def _minwa(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "minwa", *map(str, args)], cwd=cwd, capture_output=True, text=True)
-
-
 def test_cli_writes_a_checkpoint_and_reports_each_tensor(resnet18_file, tmp_path, capsys):
     assert main(["import-weights", str(resnet18_file), str(tmp_path / "ckpt/r18"), "--report"]) == 0
     out = capsys.readouterr().out
@@ -261,16 +256,21 @@ def test_trunk_lr_mult_gives_the_trunk_a_fraction_of_the_rate():
     assert len(one.param_groups) == 1 and one.param_groups[0]["lr_mult"] == 1.0
 
 
-def test_finetune_an_imported_resnet18_on_photographs(resnet18_file, photo_folder, tmp_path):
+def test_finetune_an_imported_resnet18_on_photographs(resnet18_file, photo_folder, tmp_path, capsys):
     """End to end as a user would: import, then fine-tune all layers with a tenth of the rate for the trunk,
     on two of the four classes, at a small input size (ResNet pools globally), two steps."""
     assert main(["import-weights", str(resnet18_file), str(tmp_path / "imagenet/resnet18")]) == 0
-    r = _minwa("train", "--init", "imagenet/resnet18", "--recipe", "finetune", "--finetune", "all",
-               "--data", photo_folder / "train", "--val", photo_folder / "val", "--out", "runs/ft", "--epochs", 0.2,
-               "--set", 'data.classes=["nature","pattern"]', "--set", "data.batch_size=16",
-               "--set", "data.scale=40", "--set", "data.crop=32", "--set", "optim.trunk_lr_mult=0.1",
-               "--set", "eval_flip=false", "--set", "runtime.threads=2", "--quiet", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    threads = torch.get_num_threads()
+    try:
+        code = main(["train", "--init", str(tmp_path / "imagenet/resnet18"), "--recipe", "finetune", "--finetune", "all",
+                     "--data", str(photo_folder / "train"), "--val", str(photo_folder / "val"),
+                     "--out", str(tmp_path / "runs/ft"), "--epochs", "0.2", "--quiet",
+                     "--set", 'data.classes=["nature","pattern"]', "--set", "data.batch_size=16",
+                     "--set", "data.scale=40", "--set", "data.crop=32", "--set", "optim.trunk_lr_mult=0.1",
+                     "--set", "eval_flip=false", "--set", "runtime.threads=2", "--set", "data.workers=0"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, capsys.readouterr().err
     meta = json.loads((tmp_path / "runs/ft/final.json").read_text())
     assert meta["model"] == "resnet18" and meta["num_classes"] == 2 and (meta["scale"], meta["crop"]) == (40, 32)
     assert meta["mean"] == list(IMAGENET_MEAN)  # the source's normalisation, not re-estimated
