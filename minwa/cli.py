@@ -29,6 +29,7 @@ COMMANDS = {
     "models": "models",
     "make-dataset": "make_dataset",
     "plan": "plan",
+    "import-weights": "import_weights",
 }
 
 

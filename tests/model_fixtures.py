@@ -10,6 +10,7 @@ SMALL = {
     "deepimage19": dict(widths=(4, 4, 8, 8, 8), fc=(16, 16), img_size=32),
     "deepimage-scaling": dict(widths=(4, 4, 8, 8, 8), fc=(16, 16), img_size=32),
     "alexnet": dict(fc=(16, 16), img_size=67),
+    "alexnet-torchvision": dict(fc=(16, 16), img_size=67),
     "inception-bn": dict(width=0.125, img_size=32),
     "resnet18": dict(img_size=32),
     "resnet50": dict(img_size=32),

@@ -85,7 +85,7 @@ def test_cli_surface_is_frozen():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert sorted(sub.choices) == sorted(["pack", "verify", "train", "eval", "predict", "demo", "augment-preview",
-                                          "bench", "models", "plan"])
+                                          "bench", "models", "make-dataset", "plan", "import-weights", "export", "serve"])
 
     def flags(command):
         return sorted(o for a in sub.choices[command]._actions for o in a.option_strings if o.startswith("--"))
@@ -111,6 +111,7 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     ("epochs=-1", "epochs must be positive"),
     ("optim.lr=-1", "optim.lr must be positive"),
     ("optim.momentum=1.5", "momentum"),
+    ("optim.trunk_lr_mult=2", "optim.trunk_lr_mult is a fraction of the lr in (0, 1], got 2.0"),
     ("finetune=some", "finetune must be all, fc or head"),
     ("augment.fill=mirror", "augment.fill must be one of surround, reflect, border, zeros, got 'mirror'"),
     ("augment.preset=vgg", "unknown augmentation preset 'vgg'"),

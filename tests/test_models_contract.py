@@ -66,6 +66,11 @@ PINNED = {
                     weights='a9d3498796fdbc9d', options='4ca7c61fc943d67a',
                     linear=('head.fc1', 'head.fc2', 'head.fc3'),
                     out=(1.2197416437897816e-05, 1.858132057112755e-11, 9.476484278350812e-05)),
+    # added with issue #17 (torchvision's AlexNet, for its ImageNet weights); 61,100,840 = torchvision's count
+    'alexnet-torchvision': dict(state='a4205649d6f6ab0b', params=61100840, small_params=2474199,
+                                weights='e966f629a8c6eb58', options='1e02c5251b044d18',
+                                linear=('head.fc1', 'head.fc2', 'head.fc3'),
+                                out=(5.841949964036326e-06, 3.9193899091845983e-10, -1.6858029389801892e-05)),
     'alexnet-tiny': dict(state='b96c087b9f146072', params=541352, small_params=284551,
                          weights='cc9828b759c9788a', options='f65e234427ff49f8',
                          linear=('head.fc1', 'head.fc2', 'head.fc3'),

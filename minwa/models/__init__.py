@@ -1,7 +1,7 @@
 """Single-device models behind a registry: ``create_model(name, num_classes, in_chans, **knobs)``.
 
 Families: ``deepimage16`` / ``deepimage19`` / ``deepimage-scaling`` / ``deepimage-tiny`` (the paper's
-VGG-style nets), ``alexnet`` / ``alexnet-tiny``, ``inception-bn`` / ``inception-bn-tiny``, ``resnet50`` /
+VGG-style nets), ``alexnet`` / ``alexnet-tiny`` / ``alexnet-torchvision`` (torchvision's, for its weights), ``inception-bn`` / ``inception-bn-tiny``, ``resnet50`` /
 ``resnet18`` / ``resnet-tiny``, and the demo's ``fashion-net``. Fine-tuning helpers live in
 :mod:`minwa.models.finetune`.
 """

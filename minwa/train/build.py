@@ -17,10 +17,10 @@ from minwa.data import open_dataset
 from minwa.data.config import DataConfig
 from minwa.errors import MinwaError
 from minwa.models import create_model
-from minwa.models.checkpoint import load_checkpoint
 from minwa.models.config import ModelConfig
 from minwa.models.finetune import freeze_for_finetune
 from minwa.models.registry import model_accepts
+from minwa.pretrained.init import load_init
 from minwa.train.config import OptimConfig
 from minwa.utils.words import plural
 
@@ -123,13 +123,13 @@ def model_kwargs(cfg: ModelConfig, crop: int) -> dict:
 
 def build_model(cfg: ModelConfig, num_classes: int, in_chans: int, device, dtype, crop: int = 0, *,
                 init: str = "", finetune: str = "all", channels_last: bool = False):
-    """Create from the registry, or from the checkpoint ``init`` (fine-tuning) with a new head when the
-    classes differ; ``finetune`` (fc | head) freezes the rest; ``channels_last`` (``runtime``) lays the
+    """Create from the registry, or from ``init`` (fine-tuning: a minwa checkpoint, or torchvision/timm
+    weights imported by ``minwa.pretrained``) with a new head when the classes differ; ``finetune`` (fc | head) freezes the rest; ``channels_last`` (``runtime``) lays the
     weights out NHWC. ``(model, trainable params or None, init meta)``."""
 
     init_meta = None
     if init:
-        model, init_meta = load_checkpoint(init, "cpu")
+        model, init_meta = load_init(init, "cpu")
         if init_meta.get("in_chans", 3) != in_chans:
             raise MinwaError(f"--init checkpoint takes {init_meta.get('in_chans')} channels, the data have {in_chans}")
         if init_meta["num_classes"] != num_classes:

@@ -36,6 +36,9 @@ class OptimConfig:
     class_weights: str = "none"  # none | balanced: each class's loss weighted by N / (classes x its training images)
     ema: float = 0.0  # exponential moving average of weights (0 = off), evaluated instead of the raw weights
     grad_clip: float = 0.0
+    # fine-tuning's discriminative rates (timm/fastai): the layers before the FC layers train at lr x this
+    # (0.1: a pretrained trunk moves 10x slower than the head it feeds); 1 = one rate for all
+    trunk_lr_mult: float = 1.0
 
 
 @dataclass
@@ -91,6 +94,7 @@ def check(cfg: TrainConfig) -> TrainConfig:
         (0 <= o.final_lr_frac <= 1, f"optim.final_lr_frac must be in [0, 1], got {o.final_lr_frac}"),
         (o.plateau_patience >= 1, f"optim.plateau_patience must be at least 1, got {o.plateau_patience}"),
         (o.grad_clip >= 0, f"optim.grad_clip must not be negative, got {o.grad_clip}"),
+        (0 < o.trunk_lr_mult <= 1, f"optim.trunk_lr_mult is a fraction of the lr in (0, 1], got {o.trunk_lr_mult}"),
         (cfg.eval_every >= 0 and cfg.save_every >= 0, "eval_every and save_every must not be negative"),
         (cfg.time_budget_s >= 0, f"time_budget_s must not be negative, got {cfg.time_budget_s}"),
         (0 <= cfg.target_accuracy <= 1, f"target_accuracy is a fraction in [0, 1], got {cfg.target_accuracy}"),

@@ -14,27 +14,37 @@ import torch
 from torch import nn
 
 from minwa.errors import MinwaError
+from minwa.models.base import ModelBase
 from minwa.train.config import OptimConfig
 
 SCHEDULES = ("plateau", "onecycle", "cosine", "linear", "constant")
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig, params=None) -> list[dict]:
-    """Two groups: weights with decay; norms and biases without, unless ``decay_norm_bias``."""
+    """Weights with decay; norms and biases without, unless ``decay_norm_bias``. With ``trunk_lr_mult`` < 1
+    each splits again into the FC layers (``lr_mult`` 1) and the trunk before them (``lr_mult`` = the
+    multiplier), which :func:`set_lr` applies."""
     trainable = set(id(p) for p in (params if params is not None else model.parameters()) if p.requires_grad)
-    decay, no_decay = [], []
+    head = _fc_params(model) if cfg.trunk_lr_mult != 1 else set()
+    groups: dict[tuple[bool, bool], list] = {}
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if id(p) not in trainable:
                 continue
             is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm,
                                           nn.LocalResponseNorm))
-            (no_decay if (not cfg.decay_norm_bias and (is_norm or name == "bias")) else decay).append(p)
+            decays = cfg.decay_norm_bias or not (is_norm or name == "bias")
+            groups.setdefault((decays, id(p) in head or not head), []).append(p)
             trainable.discard(id(p))
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return [g for g in groups if g["params"]]
+    order = [(True, True), (False, True), (True, False), (False, False)]  # without a split, the two groups of old
+    return [{"params": groups[k], "weight_decay": cfg.weight_decay if k[0] else 0.0,
+             "lr_mult": 1.0 if k[1] else cfg.trunk_lr_mult} for k in order if groups.get(k)]
+
+
+def _fc_params(model: nn.Module) -> set[int]:
+    """The FC layers' parameters (the head of the ``ModelBase`` inside any wrapper: DDP, compile, FSDP)."""
+    base = next((m for m in model.modules() if isinstance(m, ModelBase)), None)
+    return {id(p) for layer in base.fc_layers() for p in layer.parameters()} if base is not None else set()
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int, params=None) -> torch.optim.Optimizer:
@@ -103,7 +113,9 @@ class Schedule:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, base_lr: float, factor: float) -> float:
+    """Every group at ``base_lr * factor`` times its ``lr_mult`` (the trunk's, with discriminative rates);
+    returns the head's rate, the one logged."""
     lr = base_lr * factor
     for g in optimizer.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_mult", 1.0)
     return lr

@@ -38,6 +38,7 @@ from minwa.models.checkpoint import read_meta, save_checkpoint
 from minwa.parallel import failure_guard, full_state_dict, init_distributed, parallelize, shutdown
 from minwa.parallel.parallelize import mixed_precision_dtype
 from minwa.parallel.watchdog import note_progress
+from minwa.pretrained.init import read_init_meta
 from minwa.train.build import (build_criterion, build_model, estimate_mean_std, input_geometry, model_kwargs,
                                open_split, seed_everything, small_data_note)
 from minwa.train.best import BestWatch
@@ -167,7 +168,8 @@ class Trainer:
             self.train_ds, self.val_ds = hold_out(self.train_ds, cfg.data.val_fraction, cfg.data.seed)
         self.classes = list(self.train_ds.classes)
         self.in_chans = self.train_ds.channels
-        self.scale, self.crop = input_geometry(cfg.data, self.train_ds, read_meta(cfg.init) if cfg.init else None)
+        self.init_meta = read_init_meta(cfg.init) if cfg.init else None  # a minwa checkpoint's, or imported weights'
+        self.scale, self.crop = input_geometry(cfg.data, self.train_ds, self.init_meta)
         dims.local_batch_size(cfg.data.batch_size)  # the global batch must divide over the ranks
         data = dataclasses.replace(cfg.data, scale=self.scale, crop=self.crop)
         self.loader = build_loader(data, self.train_ds, train=True, rank=dims.rank,
@@ -482,9 +484,7 @@ class Trainer:
     def checkpoint_meta(self, val_acc, metrics: dict | None = None) -> dict:
         cfg = self.cfg
         if cfg.init:
-
-            base = read_meta(cfg.init)
-            name, kwargs = base["model"], base.get("model_kwargs", {})
+            name, kwargs = self.init_meta["model"], self.init_meta.get("model_kwargs", {})
         else:
             name, kwargs = cfg.model.name, model_kwargs(cfg.model, self.crop)
         return {"model": name, "model_kwargs": kwargs, "num_classes": len(self.classes), "in_chans": self.in_chans,
