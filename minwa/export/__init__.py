@@ -8,8 +8,9 @@ one test-time preprocessing (:mod:`minwa.evaluate.preprocess`) in the file's met
 
 from minwa.utils.lazy import lazy_package
 
-__all__ = lazy_package(__name__, {
-    "FORMATS": "minwa.export.exporter",
+FORMATS = ("onnx", "pt2")  # here, not in the exporter: the CLI lists them without importing torch
+
+__all__ = ["FORMATS"] + lazy_package(__name__, {
     "export_checkpoint": "minwa.export.exporter",
     "read_metadata": "minwa.export.metadata",
     "load_pt2": "minwa.export.pt2",

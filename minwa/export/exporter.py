@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from minwa.errors import MinwaError
+from minwa.export import FORMATS
 from minwa.evaluate.ensemble import Member
 from minwa.export.graph import Probabilities, dense_min_side, example_and_shapes
 from minwa.export.metadata import build_metadata
@@ -15,9 +16,6 @@ from minwa.export.onnx_file import write_onnx
 from minwa.export.pt2 import write_pt2
 from minwa.models.checkpoint import load_checkpoint
 from minwa.utils.output import prepare_output_file
-
-FORMATS = ("onnx", "pt2")
-
 
 def export_checkpoint(ckpt, out, fmt: str = "onnx", dense: bool = False) -> Path:
     """Write checkpoint ``ckpt`` to ``out`` as ``fmt``; ``dense``: the FC-as-convolution graph for any

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -41,11 +42,12 @@ def write_onnx(program: torch.export.ExportedProgram, out: Path, metadata: dict[
 
 @contextlib.contextmanager
 def _quiet():
-    """The exporter prints its progress and logs warnings per op: a command's output is one line."""
+    """The exporter prints its progress and warns per op: a command's output is one line."""
     level = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             yield
     finally:
         logging.disable(level)
