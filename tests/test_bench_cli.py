@@ -23,7 +23,7 @@ def test_bench_cli_surface_is_frozen():
     parsers = _bench_parsers()
     assert sorted(parsers) == sorted(BENCHES) == sorted(BENCH_CONFIGS)
     common = ["--help", "--config", "--set", "--print-config", "--json"]
-    with_data = {"loader", "train", "throughput", "highres"}
+    with_data = {"loader", "train", "throughput", "highres"}  # export: no data, a random model
     for name, p in parsers.items():
         flags = sorted(o for a in p._actions for o in a.option_strings if o.startswith("--"))
         extra = (["--data"] if name in with_data else []) + (["--quick"] if name == "highres" else [])
@@ -49,6 +49,8 @@ def test_every_bench_prints_its_config_and_takes_set(name, capsys):
     (["throughput", "--set", "cache=disk"], "cache must be none, device, jpeg or all, not 'disk'"),
     (["integrity", "--set", "quality=0"], "quality must be in [1, 100], got 0"),
     (["highres", "--set", "high_crop=100"], "high_crop 100 must exceed low_crop 112"),
+    (["export", "--set", "skip=[tensorrt]"], "skip may name only onnxruntime, eager, compile, not tensorrt"),
+    (["export", "--set", "runtime.device=cuda"], "the export bench runs on the CPU (runtime.device=cpu), not 'cuda'"),
     (["throughput", "--set", "precision=bf16"], "unknown config key 'precision'"),
     (["loader", "--set", "runtime.device=tpu"], "runtime.device must be auto, cpu, cuda, cuda:N or mps, not 'tpu'"),
 ])

@@ -17,7 +17,7 @@ from minwa.commands import eval as eval_cmd
 from minwa.data import open_dataset, pack
 from minwa.errors import MinwaError
 from minwa.evaluate import member_from_model, predict
-from minwa.evaluate import views as V
+from minwa.evaluate import preprocess as P
 from minwa.evaluate.ensemble import view_probs
 from minwa.evaluate.pipeline import default_eval_data
 from minwa.models import create_model
@@ -76,7 +76,7 @@ def test_dense_views_run_once_per_resized_size_and_equal_the_per_size_path(photo
     member = member_from_model(_model(), META)
     calls = _count_calls(member.dense())
     new = view_probs(member, photos, [36], True, True, "cpu")
-    sizes = {V.resized_size(*im.shape[:2], 36) for im in photos}
+    sizes = {P.resized_size(*im.shape[:2], 36) for im in photos}
     assert len(calls) == len(sizes) < len({im.shape for im in photos})  # the two 3:2 copies share a pass
     assert any(c[2:] == (36, 54) and c[0] >= 2 * 2 for c in calls)
     old = _per_size(member, photos, [36], True)

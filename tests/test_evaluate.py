@@ -14,7 +14,7 @@ from torch import nn
 
 from minwa.errors import MinwaError
 from minwa.evaluate import EvalConfig, evaluate, member_from_model, predict
-from minwa.evaluate import views as V
+from minwa.evaluate import preprocess as P
 from minwa.evaluate.dense import DenseModel, DenseProbs, convert_head
 from minwa.evaluate.ensemble import ensemble_probs, mean_probs, view_probs
 from minwa.evaluate.pipeline import checkpoint_labels
@@ -195,14 +195,14 @@ def test_centre_crop_view_and_scale_errors():
 
 
 def test_view_helpers():
-    assert V.resized_size(28, 28, 56) == (56, 56)
-    assert V.resized_size(375, 500, 256) == (256, 341)
-    assert V.resized_size(500, 375, 256) == (341, 256)
+    assert P.resized_size(28, 28, 56) == (56, 56)
+    assert P.resized_size(375, 500, 256) == (256, 341)
+    assert P.resized_size(500, 375, 256) == (341, 256)
     rgb = torch.tensor([255.0, 0.0, 0.0]).view(1, 3, 1, 1)
-    assert math.isclose(float(V.match_channels(rgb, 1)), 0.299 * 255, rel_tol=1e-6)
-    assert V.match_channels(torch.ones(1, 1, 2, 2), 3).shape == (1, 3, 2, 2)
+    assert math.isclose(float(P.match_channels(rgb, 1)), 0.299 * 255, rel_tol=1e-6)
+    assert P.match_channels(torch.ones(1, 1, 2, 2), 3).shape == (1, 3, 2, 2)
     x = torch.full((1, 1, 4, 4), 51.0)
-    torch.testing.assert_close(V.normalise(x, [0.2], [0.5]), torch.zeros(1, 1, 4, 4))
+    torch.testing.assert_close(P.normalise(x, [0.2], [0.5]), torch.zeros(1, 1, 4, 4))
 
 
 def test_members_with_different_classes_refuse_to_ensemble(tmp_path):

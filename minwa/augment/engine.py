@@ -14,10 +14,11 @@ import torch
 
 from minwa.augment import cpu_kernel, geometry, photometric
 from minwa.augment.config import AugmentConfig
-from minwa.augment.params import AugmentParams, identity_params, sample_params, streams_for
+from minwa.augment.params import AugmentParams, sample_params, streams_for
 from minwa.augment.pca import imagenet_pca, load_pca
 from minwa.augment.presets import apply_preset
 from minwa.errors import MinwaError
+from minwa.evaluate.preprocess import crop_normalise
 
 
 class Augmenter:
@@ -158,12 +159,7 @@ class Augmenter:
         return photometric.apply(x, p, scale, shift, offset=offset, vignette=c.vignette, erase=c.erase > 0)
 
     def eval(self, images: torch.Tensor) -> torch.Tensor:
-        """Centre crop to ``out_size`` and normalise (no randomness)."""
+        """Centre crop to ``out_size`` and normalise (no randomness): the one test-time path's last step,
+        :func:`minwa.evaluate.preprocess.crop_normalise`."""
         self._check(images)
-        p = identity_params(images.shape[0], tuple(images.shape[-2:]), self.out, images.device)
-        if images.shape[-2:] == (self.out, self.out):
-            x = images.to(torch.float32)
-        else:
-            x = geometry.gather_windows(images, p, self.out, "border").to(torch.float32)
-        scale, shift = self._normaliser(images.shape[1], images.device)
-        return photometric.apply(x, p, scale, shift, offset=False, vignette=False, erase=False)
+        return crop_normalise(images, self.out, self.mean, self.std)

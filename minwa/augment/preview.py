@@ -23,6 +23,7 @@ from minwa.augment.config import PRESETS, AugmentConfig
 from minwa.augment.engine import Augmenter
 from minwa.augment.presets import apply_preset
 from minwa.errors import MinwaError
+from minwa.evaluate.preprocess import crop_normalise, resize
 from minwa.models.checkpoint import read_meta
 
 DEFAULT_SCALE, DEFAULT_CROP = 320, 224
@@ -98,14 +99,8 @@ def run_augmentation(config: str | None = None, ckpt: str | None = None, overrid
 
 
 def resize_short_side(image: np.ndarray, scale: int) -> np.ndarray:
-    """uint8 HxWxC with the shorter side resized to ``scale`` and the longer side centre-cropped to it."""
-    im = Image.fromarray(image)
-    w, h = im.size
-    f = scale / min(w, h)
-    im = im.resize((max(scale, round(w * f)), max(scale, round(h * f))), Image.BICUBIC)
-    w, h = im.size
-    left, top = (w - scale) // 2, (h - scale) // 2
-    return np.asarray(im.crop((left, top, left + scale, top + scale)))
+    """uint8 HxWxC: the S x S square the loader hands over (:func:`minwa.evaluate.preprocess.resize`)."""
+    return resize(image, scale).permute(1, 2, 0).numpy()
 
 
 def _to_pil(x: torch.Tensor) -> Image.Image:
@@ -138,7 +133,7 @@ def preview_grid(image: np.ndarray, scale: int = DEFAULT_SCALE, crop: int = DEFA
     batch = scaled[None].expand(samples, -1, -1, -1).contiguous()
     idx = torch.arange(samples)
     rows = [("original (whole image: the S x S square in white, the centre crop in red), centre crop",
-             [whole_image_tile(image, crop, scale, crop), _to_pil(Augmenter(AugmentConfig(), crop).eval(scaled[None])[0])])]
+             [whole_image_tile(image, crop, scale, crop), _to_pil(crop_normalise(scaled[None], crop, 0.0, 1.0)[0])])]
     off = dataclasses.replace(source.augment, **_ALL_OFF)
     for name, fields in ROWS:
         cfg = dataclasses.replace(off, **fields)

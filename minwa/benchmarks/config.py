@@ -148,6 +148,22 @@ class HighresBenchConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
+@dataclass
+class ExportBenchConfig:
+    model: str = "resnet18"  # registry model, random weights (the speed does not depend on them)
+    size: int = 224  # C: the input side
+    in_chans: int = 3
+    num_classes: int = 1000
+    batches: list[int] = field(default_factory=lambda: [1, 32])  # batch sizes, each timed for every contestant
+    seconds: float = 2.0  # each timed round runs at least this long (and at least one call)
+    rounds: int = 3  # timed rounds per contestant and batch size; the median counts
+    warmup: int = 2  # untimed calls first (torch.compile compiles in them)
+    skip: list[str] = field(default_factory=list)  # contestants to leave out: onnxruntime, eager, compile
+    json: bool = False
+    # runtime.threads: torch's threads and onnxruntime's intra-op threads (0 = all cores); CPU, fp32 only
+    runtime: RuntimeConfig = field(default_factory=lambda: RuntimeConfig(device="cpu", precision="fp32"))
+
+
 def check_loader(cfg: LoaderBenchConfig) -> LoaderBenchConfig:
     runtime_config.check(cfg.runtime)
     check_rules([
@@ -238,6 +254,19 @@ def check_highres(cfg: HighresBenchConfig) -> HighresBenchConfig:
     return cfg
 
 
+def check_export(cfg: ExportBenchConfig) -> ExportBenchConfig:
+    runtime_config.check(cfg.runtime, ("fp32",))
+    check_rules([
+        (cfg.runtime.device == "cpu", f"the export bench runs on the CPU (runtime.device=cpu), not '{cfg.runtime.device}'"),
+        (cfg.size >= 1 and cfg.in_chans in (1, 3) and cfg.num_classes >= 1,
+         "size and num_classes must be positive and in_chans 1 or 3"),
+        (bool(cfg.batches) and all(b >= 1 for b in cfg.batches), f"batches must be positive sizes, got {cfg.batches}"),
+        (cfg.seconds > 0 and cfg.rounds >= 1 and cfg.warmup >= 0, "seconds and rounds must be positive, warmup not negative"),
+        _subset(cfg.skip, ("onnxruntime", "eager", "compile"), "skip"),
+    ])
+    return cfg
+
+
 # bench name -> (its config class, its check); every config is also checked for finite numbers
 BENCH_CONFIGS = {
     "loader": (LoaderBenchConfig, check_loader),
@@ -247,6 +276,7 @@ BENCH_CONFIGS = {
     "throughput": (ThroughputBenchConfig, check_throughput),
     "integrity": (IntegrityBenchConfig, check_integrity),
     "highres": (HighresBenchConfig, check_highres),
+    "export": (ExportBenchConfig, check_export),
 }
 
 

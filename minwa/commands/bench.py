@@ -1,4 +1,4 @@
-"""`minwa bench loader|augment|train|scaling|throughput|integrity|highres`: benchmarks that run minwa and its peer
+"""`minwa bench loader|augment|train|scaling|throughput|integrity|highres|export`: benchmarks that run minwa and its peer
 side by side. Each bench's settings are a config dataclass (``minwa.benchmarks.config``) loaded like
 ``minwa train``'s: ``--config FILE``, then the shorthands ``--data``/``--json``, then ``--set key=value``."""
 
@@ -9,7 +9,7 @@ from minwa.benchmarks.config import BENCH_CONFIGS, check
 from minwa.commands.config_args import add_config_arguments
 from minwa.errors import MinwaError
 
-HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput, integrity, highres)"
+HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput, integrity, highres, export)"
 
 BENCHES = {
     "loader": ("minwa.benchmarks.loader", "shard loader vs a PIL DataLoader, webdataset and the decode ceiling",
@@ -25,6 +25,8 @@ BENCHES = {
     "integrity": ("minwa.benchmarks.integrity", "the per-sample CRC-32 check vs decoding the same JPEG", "images=16"),
     "highres": ("minwa.benchmarks.highres", "low- vs high-resolution models, multi-scale testing, fusion and "
                 "robustness on photographs of small objects", "budget_s=300"),
+    "export": ("minwa.benchmarks.export", "the exported model: onnxruntime vs PyTorch eager vs torch.compile, images/s",
+               "model=resnet-tiny"),
 }
 
 

@@ -138,11 +138,12 @@ def _open(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data))
 
 
-def read_image(path, channels: int = 3, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_image(path, channels: int = 3, max_pixels: int = MAX_PIXELS, min_side: int | None = None) -> np.ndarray:
     """An image file a user points at (``predict``, ``augment-preview``) as HxWxC uint8, decoded exactly as
     ``pack`` decodes its sources (EXIF rotation applied) and refused for the same reasons (a JPEG is
     checked as the packer checks it, so a truncated one is not answered as if whole); one-sentence
-    ``MinwaError`` when it cannot be. ``max_pixels``: larger images are refused (0 = no limit)."""
+    ``MinwaError`` when it cannot be. ``max_pixels``: larger images are refused (0 = no limit);
+    ``min_side``: as ``ImageDataset.image`` (a JPEG may be decoded smaller, shorter side >= it)."""
     from minwa.errors import MinwaError
 
     p = Path(path)
@@ -162,7 +163,7 @@ def read_image(path, channels: int = 3, max_pixels: int = MAX_PIXELS) -> np.ndar
                                  f"{max_pixels:,}; raise it with --max-pixels {w * h}")
             if sniff(data) == "jpeg":
                 data = _check_jpeg(data)
-            return decode_source(data, channels)
+            return decode_source(data, channels, min_side)
     except Rejected as e:
         raise MinwaError(f"cannot decode image {p}: {e}") from None
     except UnidentifiedImageError:

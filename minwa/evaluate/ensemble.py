@@ -1,8 +1,9 @@
 """Checkpoints as ensemble members, and the forward passes that give each view's softmax.
 
-A *view* is (test scale S, mirrored or not). For each member and view the images are resized so the
-shorter side is S, then either centre-cropped to the member's training crop C or — dense testing — fed
-whole to the FC-as-convolution network (:mod:`minwa.evaluate.dense`). Mirrored and plain copies go
+A *view* is (test scale S, mirrored or not). For each member and view the images go through the one
+test-time preprocessing (:mod:`minwa.evaluate.preprocess`: the centre square resized to S×S, centre-cropped
+to the member's training crop C) or — dense testing — are fed whole, shorter side S, to the
+FC-as-convolution network (:mod:`minwa.evaluate.dense`). Mirrored and plain copies go
 through the network as one batch. Combining is plain arithmetic on softmax outputs (§5.1): the mean over
 a member's views, then the mean over members, so models trained at different scales fuse directly.
 """
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from minwa.errors import MinwaError
+from minwa.evaluate import preprocess as P
 from minwa.evaluate import views as V
 from minwa.evaluate.dense import DenseProbs
 from minwa.utils.device_caps import autocast_for
@@ -129,9 +131,8 @@ def view_probs(member: Member, images, scales, flip: bool, dense: bool, device,
     n, k = len(images), len(member.classes)
     out = {(s, f): torch.empty(n, k) for s in scales for f in ((False, True) if flip else (False,))}
     net = member.dense() if dense else member.model
-    groups = V.same_size_batches(images, device)
-    for s, idx, x in V.scaled_batches(groups, scales, None if dense else member.crop, member.in_chans):
-        x = V.normalise(x, member.mean, member.std)
+    for s, idx, x in V.scaled_batches(images, scales, dense, device):
+        x = P.crop_normalise(x, None if dense else member.crop, member.mean, member.std, member.in_chans)
         if flip:
             x = torch.cat([x, x.flip(-1)])
         x = x.to(dtype)

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minwa.data.decode import MAX_PIXELS, read_image
+from minwa.data.decode import MAX_PIXELS
 from minwa.errors import MinwaError
 from minwa.evaluate.config import EvalConfig, check
 from minwa.evaluate.ensemble import (Member, ensemble_probs, load_members, mean_probs, prepare, view_probs)
 from minwa.evaluate.metrics import Accumulator, mean_class_accuracy
+from minwa.evaluate.preprocess import read
 from minwa.evaluate.report import EvalReport, per_class_rows
 from minwa.utils.device import resolve_device
 from minwa.utils.words import plural
@@ -233,13 +234,16 @@ def predict(ckpts, images, topk: int = 5, *, scales=(), flip: bool = False, dens
     members = members or load_members(ckpts, dev)
     prepare(members, dev)
     classes = members[0].classes
-    channels = 1 if all(m.in_chans == 1 for m in members) else 3
     scales_of = {m.name: list(scales) or [m.scale] for m in members}
+    # decoded as evaluate decodes a folder of files (RGB, shorter side >= the largest scale); a grey model's
+    # luma is taken after the resize, as for every other input (minwa.evaluate.preprocess)
+    min_side = max(max(s) for s in scales_of.values())
     images = list(images)
     results = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        arrays = [im if isinstance(im, np.ndarray) else read_image(im, channels, max_pixels) for im in chunk]
+        arrays = [im if isinstance(im, np.ndarray) else read(im, min_side, max_pixels)
+                  for im in chunk]
         _, member_final = batch_probs(members, arrays, scales_of, flip, dense, dev, precision)
         top = ensemble_probs(list(member_final.values())).topk(min(topk, len(classes)), dim=1)
         for i, im in enumerate(chunk):

@@ -32,7 +32,7 @@ from minwa.data.listing import listing_csv
 from minwa.data.subset import hold_out, select_classes
 from minwa.errors import MinwaError
 from minwa.evaluate.metrics import topk_correct
-from minwa.evaluate.views import match_channels
+from minwa.evaluate.preprocess import crop_normalise
 from minwa.models import list_models
 from minwa.models.checkpoint import read_meta, save_checkpoint
 from minwa.parallel import failure_guard, full_state_dict, init_distributed, parallelize, shutdown
@@ -414,11 +414,8 @@ class Trainer:
         correct1 = correct5 = n = 0
         loss = 0.0
         for batch in self.val_loader:
-            images = batch.images
-            if images.shape[1] != self.in_chans:  # e.g. a grey test set for a model trained on RGB
-
-                images = match_channels(images.float(), self.in_chans).round().to(torch.uint8)
-            x = self.augmenter.eval(images).to(self.dtype)
+            # the one test-time path (eval's and predict's too): the loader's centre square, then this
+            x = crop_normalise(batch.images, self.crop, self.mean, self.std, self.in_chans).to(self.dtype)
             if self.cfg.runtime.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = batch.labels.to(self.device)
