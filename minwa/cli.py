@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "train",
     "eval": "eval",
     "predict": "predict",
+    "serve": "serve",
     "demo": "demo",
     "augment-preview": "augment_preview",
     "bench": "bench",
