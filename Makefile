@@ -33,6 +33,7 @@ demo: install dataset
 test: dev-install
 	@bash scripts/ensure-dataset.sh "$(DATA)" --optional
 	@bash scripts/ensure-photos.sh
+	@bash scripts/ensure-chromium.sh
 	$(PY) -m pytest -q
 
 bench: dev-install dataset

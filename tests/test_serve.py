@@ -6,12 +6,9 @@ randomly initialised network: accuracy does not matter here, equality does."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -25,26 +22,21 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from data_fixtures import jpeg_bytes, photo, png_bytes
+from serve_fixtures import start_server, tiny_checkpoint
+from minwa.cli import main
 from minwa.data.decode import read_image_bytes
 from minwa.evaluate import predict
-from minwa.models import create_model
-from minwa.models.checkpoint import save_checkpoint
 from minwa.serve.app import build_app
 from minwa.serve.batcher import Batcher
 from minwa.serve.config import ServeConfig
 from minwa.serve.engine import Engine
 
 CLASSES = ["abstract", "desktop", "nature", "pattern"]
-META = {"model": "deepimage-scaling", "model_kwargs": {"widths": [4, 4, 8, 8, 8], "fc": [16, 16], "img_size": 32},
-        "num_classes": 4, "in_chans": 3, "classes": CLASSES, "scale": 36, "crop": 32, "mean": [0.5], "std": [0.25],
-        "metrics": {"val_acc": 0.5, "epochs": 1}}
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_model("deepimage-scaling", 4, 3, **META["model_kwargs"])
-    return str(save_checkpoint(tmp_path_factory.mktemp("serve") / "tiny", model, META))
+    return tiny_checkpoint(tmp_path_factory.mktemp("serve") / "tiny", CLASSES, metrics={"val_acc": 0.5, "epochs": 1})
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +97,7 @@ def test_probabilities_equal_predict_for_the_same_file(ckpt, photos):
 
 
 def test_an_ensemble_answers_as_predict_does(ckpt, photos, tmp_path):
-    torch.manual_seed(1)
-    other = str(save_checkpoint(tmp_path / "other", create_model("deepimage-scaling", 4, 3, **META["model_kwargs"]),
-                                {**META, "scale": 40}))
+    other = tiny_checkpoint(tmp_path / "other", CLASSES, seed=1, scale=40)
     cfg = ServeConfig(ckpts=[ckpt, other])
     with TestClient(build_app(Engine(cfg), cfg, warm_up_in_background=False)) as client:
         answer = client.post("/v1/classify?topk=4", content=photos["chelsea"].read_bytes()).json()
@@ -290,34 +280,12 @@ def test_concurrent_decoding_leaves_pillows_limit_alone(photos):
     assert Image.MAX_IMAGE_PIXELS == before
 
 
-def _start_server(ckpt, *extra):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "minwa", "serve", ckpt, "--port", "0", "--set", "runtime.threads=1",
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if m := re.search(r"at (http://\S+)/ ", line):
-            return proc, m.group(1)
-    proc.kill()
-    raise AssertionError("".join(lines) + proc.stderr.read())
-
-
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_a_real_uvicorn_server(ckpt, photos, stop):
-    """`python -m minwa serve CKPT --port 0`: ready, answers as predict, concurrently, and stops cleanly on
-    Ctrl-C and on SIGTERM (what a container runtime sends)."""
-    proc, url = _start_server(ckpt, "--max-delay-ms", "20")
+def test_a_real_uvicorn_server(ckpt, photos, capsys):
+    """`python -m minwa serve CKPT --port 0`: ready, answers as predict, concurrently, and stops cleanly (exit
+    0) on SIGTERM, what a container runtime sends (Ctrl-C takes the same path)."""
+    proc, url = start_server(ckpt, "--max-delay-ms", "20")
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                try:
-                    if http.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
             path = photos["chelsea"]
             answer = http.post("/v1/classify", params={"topk": 4}, content=path.read_bytes()).json()
             assert _probs(answer) == pytest.approx(_predicted(ckpt, path), abs=1e-6)
@@ -329,11 +297,10 @@ def test_a_real_uvicorn_server(ckpt, photos, stop):
             assert "minwa_serve_requests_total" in http.get("/metrics").text
         # a second server on the same port is one sentence, before any model is loaded
         port = url.rsplit(":", 1)[1]
-        r = subprocess.run([sys.executable, "-m", "minwa", "serve", ckpt, "--port", port], capture_output=True,
-                           text=True, timeout=60)
-        assert r.returncode == 2 and r.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: the port is in use"
+        assert main(["serve", ckpt, "--port", port]) == 2
+        assert capsys.readouterr().err.strip() == f"error: cannot listen on 127.0.0.1:{port}: the port is in use"
     finally:
-        proc.send_signal(stop)
+        proc.send_signal(signal.SIGTERM)
         try:
             assert proc.wait(timeout=20) == 0
         finally:
