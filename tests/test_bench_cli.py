@@ -47,6 +47,8 @@ def test_every_bench_prints_its_config_and_takes_set(name, capsys):
     (["throughput", "--set", "runtime.precision=fp64"], "runtime.precision must be one of auto, bf16, fp16, fp32"),
     (["throughput", "--set", "cache=disk"], "cache must be none, device, jpeg or all, not 'disk'"),
     (["integrity", "--set", "quality=0"], "quality must be in [1, 100], got 0"),
+    (["serve", "--set", "models=[resnet50]"], "models are MODEL@CROP (e.g. resnet50@224), got ['resnet50']"),
+    (["serve", "--set", "clients=[0]"], "clients must be 1..1024"),
     (["throughput", "--set", "precision=bf16"], "unknown config key 'precision'"),
     (["loader", "--set", "runtime.device=tpu"], "runtime.device must be auto, cpu, cuda, cuda:N or mps, not 'tpu'"),
 ])

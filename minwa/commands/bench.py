@@ -1,4 +1,4 @@
-"""`minwa bench loader|augment|train|scaling|throughput|integrity`: benchmarks that run minwa and its peer
+"""`minwa bench loader|augment|train|scaling|throughput|integrity|serve`: benchmarks that run minwa and its peer
 side by side. Each bench's settings are a config dataclass (``minwa.benchmarks.config``) loaded like
 ``minwa train``'s: ``--config FILE``, then the shorthands ``--data``/``--json``, then ``--set key=value``."""
 
@@ -9,7 +9,7 @@ from minwa.benchmarks.config import BENCH_CONFIGS, check
 from minwa.commands.config_args import add_config_arguments
 from minwa.errors import MinwaError
 
-HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput, integrity)"
+HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput, integrity, serve)"
 
 BENCHES = {
     "loader": ("minwa.benchmarks.loader", "shard loader vs a PIL DataLoader, webdataset and the decode ceiling",
@@ -23,6 +23,8 @@ BENCHES = {
     "throughput": ("minwa.benchmarks.throughput",
                    "training step images/s and MFU: JPEG shards vs data already on the device", "model=resnet18"),
     "integrity": ("minwa.benchmarks.integrity", "the per-sample CRC-32 check vs decoding the same JPEG", "images=16"),
+    "serve": ("minwa.benchmarks.serve", "minwa serve under 1..128 clients: dynamic batching vs max_batch 1 vs offline",
+              "quick=true"),
 }
 
 

@@ -20,8 +20,11 @@ from minwa.serve.engine import Engine
 
 
 def bind(host: str, port: int) -> socket.socket:
+    """The listening socket. Its protocol is named (IPPROTO_TCP, not 0): asyncio sets TCP_NODELAY only on
+    connections whose socket says TCP, and without it a kept-alive connection's answer (headers, then
+    body) waits ~40 ms for the client's delayed ACK (Nagle)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
