@@ -116,7 +116,7 @@ def _levels(server: Server, bodies, clients, cfg, say) -> dict:
 
 def _row(r: dict) -> str:
     return (f"{r['images_per_s']:8.2f} images/s  p50 {r['p50_ms']} ms  p95 {r['p95_ms']} ms  p99 {r['p99_ms']} ms"
-            f"  failed {r['failed']}  ({r['requests']} in {r['seconds']} s)")
+            f"  failed {r['failed']}{' ' + str(r['errors']) if r['failed'] else ''}  ({r['requests']} in {r['seconds']} s)")
 
 
 def bench_model(spec: str, files: list[Path], bodies: list[bytes], cfg: ServeBenchConfig, say) -> dict:

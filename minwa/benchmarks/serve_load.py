@@ -20,14 +20,21 @@ import numpy as np
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)  # seconds, answered 200 inside the window
-    failed: int = 0  # anything else inside the window: another status, a reset, a timeout
+    errors: dict = field(default_factory=dict)  # anything else inside the window: status or exception -> count
     seconds: float = 0.0  # the window's length
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+    def fail(self, why) -> None:
+        self.errors[str(why)] = self.errors.get(str(why), 0) + 1
 
     def summary(self) -> dict:
         lat = np.asarray(self.latencies) * 1000
         pct = (lambda q: round(float(np.percentile(lat, q)), 1)) if len(lat) else (lambda q: None)
         return {"images_per_s": round(len(lat) / self.seconds, 2) if self.seconds else 0.0, "requests": len(lat),
-                "failed": self.failed, "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
+                "failed": self.failed, "errors": self.errors, "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
                 "seconds": round(self.seconds, 1)}
 
 
@@ -67,35 +74,34 @@ class Connection:
 
 
 async def closed_loop(host: str, port: int, bodies: list[bytes], clients: int, seconds: float,
-                      max_seconds: float, timeout: float = 300.0) -> Tally:
-    """``clients`` clients, each sending its next request when its last is answered. Warm-up: until every
-    client has had one answer; then the window: ``seconds`` and at least one more answer per client, at
-    most ``max_seconds`` in all."""
+                      max_seconds: float, timeout: float = 300.0, warmup: float = 2.0) -> Tally:
+    """``clients`` clients, each sending its next request when its last is answered. Warm-up: ``warmup``
+    seconds and until every client has had one answer (the steady state); then the window, in which every
+    answer counts: ``seconds`` and at least one more answer per client, ``max_seconds`` in all at most."""
     tally, answered = Tally(), [0] * clients
     start = time.perf_counter()
     phase = {"window": None, "end": None}
 
     async def client(i: int) -> None:
         conn, k = Connection(host, port), i
-        while phase["end"] is None or time.perf_counter() < phase["end"]:
+        while phase["end"] is None:
             t0 = time.perf_counter()
             try:
-                ok = await conn.post(bodies[k % len(bodies)], timeout) == 200
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
-                ok = False
+                status = await conn.post(bodies[k % len(bodies)], timeout)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as e:
+                status = type(e).__name__
             t1 = time.perf_counter()
             k += clients
             answered[i] += 1
-            w = phase["window"]
-            if w is not None and t0 >= w and (phase["end"] is None or t1 <= phase["end"]):
-                if ok:
+            if phase["window"] is not None and (phase["end"] is None or t1 <= phase["end"]):
+                if status == 200:
                     tally.latencies.append(t1 - t0)
                 else:
-                    tally.failed += 1
+                    tally.fail(status)
         conn.close()
 
     async def clock() -> None:
-        while min(answered) < 1 and time.perf_counter() - start < max_seconds / 2:
+        while (min(answered) < 1 or time.perf_counter() - start < warmup) and time.perf_counter() - start < max_seconds / 2:
             await asyncio.sleep(0.05)
         phase["window"] = w = time.perf_counter()
         base = list(answered)
@@ -117,16 +123,21 @@ async def open_loop(host: str, port: int, bodies: list[bytes], rate: float, seco
     start = time.perf_counter()
 
     async def one(k: int, planned: float) -> None:
+        reused = bool(pool)
         conn = pool.pop() if pool else Connection(host, port)
-        try:
-            ok = await conn.post(bodies[k % len(bodies)], timeout) == 200
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
-            ok = False
-        if ok:
+        for attempt in range(2):  # once more on a fresh connection when an idle kept-alive one was closed
+            try:
+                status = await conn.post(bodies[k % len(bodies)], timeout)
+                break
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as e:
+                status = type(e).__name__
+                if not reused or attempt or isinstance(e, asyncio.TimeoutError):
+                    break
+        if status == 200:
             tally.latencies.append(time.perf_counter() - planned)
             pool.append(conn)
         else:
-            tally.failed += 1
+            tally.fail(status)
             conn.close()
 
     t, k = start, 0
