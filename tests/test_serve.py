@@ -142,6 +142,25 @@ def test_batches_are_capped_and_views_are_not_mixed():
     assert sizes[:2] == [(2, ((), False)), (1, ((), True))]  # the first window: 0, 1, 2 split by view
 
 
+def test_stopping_refuses_the_queue_instead_of_computing_it():
+    """A stop finishes the batch in hand only: a long queue of a slow model must not hold the shutdown."""
+    calls, gate = [], threading.Event()
+    batcher = Batcher(lambda images, key: (calls.append(len(images)), gate.wait(5), torch.zeros(len(images), 2))[2],
+                      max_batch=1, max_delay_s=0).start()
+    futures = [batcher.submit(i, ((), False)) for i in range(5)]
+    deadline = time.time() + 10
+    while not calls and time.time() < deadline:  # the first job is being computed
+        time.sleep(0.01)
+    stopper = threading.Thread(target=batcher.stop)
+    stopper.start()
+    gate.set()
+    stopper.join(10)
+    assert calls == [1] and futures[0].result(timeout=1) is not None
+    for f in futures[1:]:
+        with pytest.raises(RuntimeError, match="shutting down"):
+            f.result(timeout=1)
+
+
 @pytest.mark.parametrize("body, words", [
     (b"", "holds no image"),
     (b"hello, this is text", "not an image"),

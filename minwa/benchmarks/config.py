@@ -134,7 +134,9 @@ class ServeBenchConfig:
     soak: float = 60.0  # seconds at the peak level: no failed request, resident memory flat
     half_peak: float = 20.0  # seconds of open-loop load at half the peak rate (p99 against p50)
     quick: bool = False  # seconds 3, soak 10, half_peak 8
-    max_batch: int = 32  # the server's (dynamic batching)
+    # the server's (dynamic batching) and the offline ceiling's batch: on 2 CPU cores resnet50@224 runs 6.3
+    # images/s at batch 8 against 2.3-2.6 at batch 32 (docs/BENCHMARKS.md §13)
+    max_batch: int = 8
     max_delay_ms: float = 5.0
     images: int = 64  # JPEGs of the corpus (500x375, from real photographs) the clients cycle through
     work: str = "runs/bench-serve"  # corpus, checkpoints, results.json

@@ -46,6 +46,7 @@ class Batcher:
         self.max_delay_s = max_delay_s
         self._on_batch = on_batch or (lambda size, seconds: None)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="minwa-batcher", daemon=True)
 
     def start(self) -> "Batcher":
@@ -53,13 +54,19 @@ class Batcher:
         return self
 
     def stop(self) -> None:
-        """Finish the batch in hand, fail whatever still waits, end the thread."""
+        """Finish the batch in hand, fail whatever still waits (not compute it: a long queue of a slow
+        model would hold the shutdown for minutes), end the thread."""
+        self._stopping.set()
         self._queue.put(None)
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         while not self._queue.empty():
-            job = self._queue.get_nowait()
-            if job is not None and job.future.set_running_or_notify_cancel():
-                job.future.set_exception(RuntimeError("the server is shutting down"))
+            self._refuse(self._queue.get_nowait())
+
+    @staticmethod
+    def _refuse(job: Job | None) -> None:
+        if job is not None and job.future.set_running_or_notify_cancel():
+            job.future.set_exception(RuntimeError("the server is shutting down"))
 
     def depth(self) -> int:
         """Images waiting for a batch (not counting the batch being computed)."""
@@ -73,7 +80,8 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             first = self._queue.get()
-            if first is None:
+            if first is None or self._stopping.is_set():
+                self._refuse(first)
                 return
             jobs, stop = self._gather(first)
             self._compute(jobs)
