@@ -319,7 +319,7 @@ def test_a_real_uvicorn_server(ckpt, photos, capsys):
             for _ in range(5):
                 r = http.post("/v1/classify", content=path.read_bytes())
                 waits.append(r.elapsed.total_seconds() * 1000 - r.json()["latency_ms"])
-            assert sorted(waits)[2] < 30, waits
+            assert sorted(waits)[2] < 35, waits  # a Nagle stall is at least Linux's 40 ms delayed ACK
         # a second server on the same port is one sentence, before any model is loaded
         port = url.rsplit(":", 1)[1]
         assert main(["serve", ckpt, "--port", port]) == 2
