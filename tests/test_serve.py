@@ -6,6 +6,7 @@ randomly initialised network: accuracy does not matter here, equality does."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import struct
@@ -23,6 +24,8 @@ from starlette.testclient import TestClient
 
 from data_fixtures import jpeg_bytes, photo, png_bytes
 from serve_fixtures import start_server, tiny_checkpoint
+from minwa.benchmarks.serve import goals
+from minwa.benchmarks.serve_load import closed_loop, open_loop
 from minwa.cli import main
 from minwa.data.decode import read_image_bytes
 from minwa.evaluate import predict
@@ -320,6 +323,13 @@ def test_a_real_uvicorn_server(ckpt, photos, capsys):
                 r = http.post("/v1/classify", content=path.read_bytes())
                 waits.append(r.elapsed.total_seconds() * 1000 - r.json()["latency_ms"])
             assert sorted(waits)[2] < 35, waits  # a Nagle stall is at least Linux's 40 ms delayed ACK
+        # the bench's hand-written clients against it: every request answered, latencies in order
+        host, port = url.removeprefix("http://").split(":")
+        bodies = [p.read_bytes() for p in photos.values()]
+        closed = asyncio.run(closed_loop(host, int(port), bodies, 4, 1.0, 20.0, warmup=0)).summary()
+        opened = asyncio.run(open_loop(host, int(port), bodies, 10.0, 1.0)).summary()
+        for r in (closed, opened):
+            assert r["failed"] == 0 and r["requests"] > 0 and r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"], r
         # a second server on the same port is one sentence, before any model is loaded
         port = url.rsplit(":", 1)[1]
         assert main(["serve", ckpt, "--port", port]) == 2
@@ -331,3 +341,12 @@ def test_a_real_uvicorn_server(ckpt, photos, capsys):
         finally:
             proc.kill()
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_bench_goals_are_read_from_the_measurements():
+    level = lambda ips: {"images_per_s": ips}  # noqa: E731
+    r = {"offline_images_per_s": 10.0, "dynamic": {32: level(8.0)}, "max_batch_1": {32: level(3.9)},
+         "half_peak": {"p50_ms": 100.0, "p99_ms": 301.0}, "soak": {"failed": 0, "rss_growth": 0.05}}
+    assert goals(r) == {"dynamic_at_32_ge_2x_max_batch_1": True, "dynamic_at_32_ge_60pct_offline": True,
+                        "p99_le_3x_p50_at_half_peak": False, "soak_no_failures": True, "soak_rss_growth_le_5pct": True}
+    assert set(goals({"offline_images_per_s": 1.0}).values()) == {None}  # nothing measured, nothing claimed
