@@ -24,6 +24,7 @@ COMMANDS = {
     "eval": "eval",
     "predict": "predict",
     "export": "export",
+    "serve": "serve",
     "demo": "demo",
     "augment-preview": "augment_preview",
     "bench": "bench",

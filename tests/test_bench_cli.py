@@ -51,6 +51,8 @@ def test_every_bench_prints_its_config_and_takes_set(name, capsys):
     (["highres", "--set", "high_crop=100"], "high_crop 100 must exceed low_crop 112"),
     (["export", "--set", "skip=[tensorrt]"], "skip may name only onnxruntime, eager, compile, not tensorrt"),
     (["export", "--set", "runtime.device=cuda"], "the export bench runs on the CPU (runtime.device=cpu), not 'cuda'"),
+    (["serve", "--set", "models=[resnet50]"], "models are MODEL@CROP (e.g. resnet50@224), got ['resnet50']"),
+    (["serve", "--set", "clients=[0]"], "clients must be 1..1024"),
     (["throughput", "--set", "precision=bf16"], "unknown config key 'precision'"),
     (["loader", "--set", "runtime.device=tpu"], "runtime.device must be auto, cpu, cuda, cuda:N or mps, not 'tpu'"),
 ])

@@ -164,6 +164,29 @@ class ExportBenchConfig:
     runtime: RuntimeConfig = field(default_factory=lambda: RuntimeConfig(device="cpu", precision="fp32"))
 
 
+@dataclass
+class ServeBenchConfig:
+    # registry model @ crop C (scale S = round(C*256/224)), random weights: one whose batched inference
+    # dominates a request's cost, one where HTTP and decoding do
+    models: list[str] = field(default_factory=lambda: ["resnet50@224", "resnet-tiny@32"])
+    num_classes: int = 1000
+    clients: list[int] = field(default_factory=lambda: [1, 8, 32, 128])  # concurrent clients, dynamic batching
+    single_clients: list[int] = field(default_factory=lambda: [1, 32])  # also run with max_batch 1
+    seconds: float = 10.0  # each level's window, at least (and one more answer per client)
+    max_seconds: float = 240.0  # each level, warm-up included, at most
+    soak: float = 60.0  # seconds at the peak level: no failed request, resident memory flat
+    half_peak: float = 20.0  # seconds of open-loop load at half the peak rate (p99 against p50)
+    quick: bool = False  # seconds 3, soak 10, half_peak 8
+    # the server's (dynamic batching) and the offline ceiling's batch: on 2 CPU cores resnet50@224 runs 6.3
+    # images/s at batch 8 against 2.3-2.6 at batch 32 (docs/BENCHMARKS.md §13)
+    max_batch: int = 8
+    max_delay_ms: float = 5.0
+    images: int = 64  # JPEGs of the corpus (500x375, from real photographs) the clients cycle through
+    work: str = "runs/bench-serve"  # corpus, checkpoints, results.json
+    json: bool = False
+    runtime: RuntimeConfig = field(default_factory=lambda: RuntimeConfig(device="cpu"))  # the server's and offline's
+
+
 def check_loader(cfg: LoaderBenchConfig) -> LoaderBenchConfig:
     runtime_config.check(cfg.runtime)
     check_rules([
@@ -227,6 +250,21 @@ def check_throughput(cfg: ThroughputBenchConfig) -> ThroughputBenchConfig:
     return cfg
 
 
+def check_serve(cfg: ServeBenchConfig) -> ServeBenchConfig:
+    runtime_config.check(cfg.runtime, ("auto", "bf16", "fp16", "fp32"))
+    bad = [m for m in cfg.models if m.count("@") != 1 or not m.split("@")[1].isdigit() or int(m.split("@")[1]) < 1]
+    check_rules([
+        (cfg.models and not bad, f"models are MODEL@CROP (e.g. resnet50@224), got {bad or cfg.models}"),
+        (cfg.clients and min(cfg.clients + cfg.single_clients or [1]) >= 1 and max(cfg.clients) <= 1024,
+         f"clients must be 1..1024, got {cfg.clients} and {cfg.single_clients}"),
+        (cfg.seconds > 0 and cfg.max_seconds >= cfg.seconds, "seconds must be positive and at most max_seconds"),
+        (cfg.soak >= 0 and cfg.half_peak >= 0, "soak and half_peak must not be negative"),
+        (cfg.max_batch >= 1 and cfg.images >= 1 and cfg.num_classes >= 1, "max_batch, images and num_classes must be positive"),
+        (cfg.max_delay_ms >= 0, f"max_delay_ms must not be negative, got {cfg.max_delay_ms}"),
+    ])
+    return cfg
+
+
 def check_integrity(cfg: IntegrityBenchConfig) -> IntegrityBenchConfig:
     check_rules([
         (cfg.images >= 1 and cfg.rounds >= 1, "images and rounds must be positive"),
@@ -277,6 +315,10 @@ BENCH_CONFIGS = {
     "integrity": (IntegrityBenchConfig, check_integrity),
     "highres": (HighresBenchConfig, check_highres),
     "export": (ExportBenchConfig, check_export),
+    return cfg
+
+
+    "serve": (ServeBenchConfig, check_serve),
 }
 
 

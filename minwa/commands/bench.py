@@ -1,4 +1,4 @@
-"""`minwa bench loader|augment|train|scaling|throughput|integrity|highres|export`: benchmarks that run minwa and its peer
+"""`minwa bench loader|augment|train|scaling|throughput|integrity|highres|export|serve`: benchmarks that run minwa and its peer
 side by side. Each bench's settings are a config dataclass (``minwa.benchmarks.config``) loaded like
 ``minwa train``'s: ``--config FILE``, then the shorthands ``--data``/``--json``, then ``--set key=value``."""
 
@@ -9,7 +9,7 @@ from minwa.benchmarks.config import BENCH_CONFIGS, check
 from minwa.commands.config_args import add_config_arguments
 from minwa.errors import MinwaError
 
-HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput, integrity, highres, export)"
+HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput, integrity, highres, export, serve)"
 
 BENCHES = {
     "loader": ("minwa.benchmarks.loader", "shard loader vs a PIL DataLoader, webdataset and the decode ceiling",
@@ -27,6 +27,8 @@ BENCHES = {
                 "robustness on photographs of small objects", "budget_s=300"),
     "export": ("minwa.benchmarks.export", "the exported model: onnxruntime vs PyTorch eager vs torch.compile, images/s",
                "model=resnet-tiny"),
+    "serve": ("minwa.benchmarks.serve", "minwa serve under 1..128 clients: dynamic batching vs max_batch 1 vs offline",
+              "quick=true"),
 }
 
 

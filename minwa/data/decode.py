@@ -24,6 +24,7 @@ import contextlib
 import io
 import math
 import struct
+import threading
 import warnings
 import zlib
 from pathlib import Path
@@ -47,6 +48,7 @@ _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b
 _heif_registered: list[bool] = []
 
 MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # Pillow's own decompression-bomb limit (~179 MP)
+_LIMIT_LOCK = threading.Lock()  # held while Pillow's process-wide limit is lifted (_pillow_limit_lifted)
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _JPEG_EOI = b"\xff\xd9"
 
@@ -153,35 +155,56 @@ def read_image(path, channels: int = 3, max_pixels: int = MAX_PIXELS, min_side: 
         data = p.read_bytes()
     except OSError as e:
         raise MinwaError(f"cannot read image {p}: {e.strerror or e}") from None
+    return read_image_bytes(data, channels, max_pixels, what=f"image {p}", min_side=min_side,
+                            hint=lambda n: f"; raise it with --max-pixels {n}")
+
+
+def read_image_bytes(data: bytes, channels: int = 3, max_pixels: int = MAX_PIXELS, *, what: str = "the image",
+                     min_side: int | None = None, hint=lambda n: "") -> np.ndarray:
+    """``read_image`` for bytes already in memory (``minwa serve``'s uploads): the same decoding and the
+    same refusals, each one sentence about ``what``; ``hint(pixels)`` ends the too-large sentence."""
+    from minwa.errors import MinwaError
+
     try:
         if not data:
             raise Rejected(EMPTY)
-        with _pillow_limit_lifted():
+        with _pillow_limit_lifted(max_pixels):
             w, h = _open(data).size
             if max_pixels and w * h > max_pixels:
-                raise MinwaError(f"image {p} is too large: {w * h:,} pixels ({w}x{h}), over the limit of "
-                                 f"{max_pixels:,}; raise it with --max-pixels {w * h}")
+                raise MinwaError(f"{what} is too large: {w * h:,} pixels ({w}x{h}), over the limit of "
+                                 f"{max_pixels:,}{hint(w * h)}")
             if sniff(data) == "jpeg":
                 data = _check_jpeg(data)
             return decode_source(data, channels, min_side)
+    except Image.DecompressionBombError:  # over Pillow's limit too: its size read with the limit lifted
+        with _pillow_limit_lifted(0):
+            w, h = _open(data).size
+        raise MinwaError(f"{what} is too large: {w * h:,} pixels ({w}x{h}), over the limit of "
+                         f"{max_pixels:,}{hint(w * h)}") from None
     except Rejected as e:
-        raise MinwaError(f"cannot decode image {p}: {e}") from None
+        raise MinwaError(f"cannot decode {what}: {e}") from None
     except UnidentifiedImageError:
-        raise MinwaError(f"cannot decode image {p}: {NOT_AN_IMAGE}") from None
+        raise MinwaError(f"cannot decode {what}: {NOT_AN_IMAGE}") from None
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
-        raise MinwaError(f"cannot decode image {p}: {_classify_failure(data, e)} ({e})") from None
+        raise MinwaError(f"cannot decode {what}: {_classify_failure(data, e)} ({e})") from None
 
 
 @contextlib.contextmanager
-def _pillow_limit_lifted():
+def _pillow_limit_lifted(max_pixels: int):
     """Pillow's decompression-bomb check (a process-wide setting) off while ``read_image`` applies its own
-    ``max_pixels``, which may be above Pillow's; restored afterwards."""
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
+    ``max_pixels``, when that is above Pillow's (0: none); restored afterwards. At or below Pillow's limit
+    nothing is touched, and a lift holds ``_LIMIT_LOCK``, so decoding threads (``minwa serve``) never race
+    on the setting (two overlapping lifts would leave it off for good)."""
+    if max_pixels and max_pixels <= MAX_PIXELS:
         yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+        return
+    with _LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def pil_to_array(img: Image.Image, channels: int) -> np.ndarray:

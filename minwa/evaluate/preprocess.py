@@ -35,6 +35,11 @@ def read(path, scale: int, max_pixels: int = dec.MAX_PIXELS) -> np.ndarray:
     return dec.read_image(path, 3, max_pixels, min_side=scale)
 
 
+def read_bytes(data: bytes, scale: int, max_pixels: int = dec.MAX_PIXELS, what: str = "the image") -> np.ndarray:
+    """Step 1 for an image already in memory (``minwa serve``'s uploads): decoded exactly as :func:`read`."""
+    return dec.read_image_bytes(data, 3, max_pixels, what=what, min_side=scale)
+
+
 def resized_size(h: int, w: int, scale: int) -> tuple[int, int]:
     """(H, W) with the shorter side equal to ``scale``, aspect ratio kept (dense testing's whole image)."""
     if h <= w:

@@ -1,0 +1,85 @@
+"""The models behind the service: checkpoints loaded as ensemble members, uploads decoded as ``predict``
+decodes files, and probabilities computed by the eval path itself (``batch_probs``, then the ensemble
+mean), so the service answers exactly what ``minwa predict`` answers for the same file. Images of any
+sizes go into one call: ``view_probs`` resizes and crops each to the network input before stacking."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from minwa.evaluate.preprocess import read_bytes
+from minwa.errors import MinwaError
+from minwa.evaluate.ensemble import ensemble_probs, load_members, prepare
+from minwa.evaluate.pipeline import batch_probs
+from minwa.serve.config import MAX_SCALE, ServeConfig
+from minwa.utils.device import resolve_device
+from minwa.utils.device_caps import resolve_precision
+
+
+class Engine:
+    """Members on their device, ready to answer ``probs(images, scales, flip)`` for a batch of images."""
+
+    def __init__(self, cfg: ServeConfig, members=None):
+        rt = cfg.runtime
+        if rt.threads:
+            torch.set_num_threads(rt.threads)
+        self.device = resolve_device(rt.device)
+        self.precision = resolve_precision(rt.precision, self.device)
+        self.channels_last = rt.channels_last
+        self.members = members or load_members(cfg.ckpts, self.device)
+        prepare(self.members, self.device, rt.channels_last)
+        self.classes = self.members[0].classes
+        self.channels = 1 if all(m.in_chans == 1 for m in self.members) else 3  # as predict reads files
+        self.max_pixels = cfg.max_pixels
+        self.default_scales = tuple(cfg.scales)
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    def decode(self, data: bytes, scales: tuple[int, ...] = ()) -> np.ndarray:
+        """An upload as H×W×C uint8 decoded as ``predict`` decodes a file (RGB, shorter side >= the largest test
+        scale), or one sentence (``MinwaError``) saying why it is not an image."""
+        min_side = max(scales) if scales else max(m.scale for m in self.members)
+        return read_bytes(data, min_side, self.max_pixels, what="the uploaded image")
+
+    def check_scales(self, scales) -> tuple[int, ...]:
+        """Test scales a request may ask for: each at least every member's crop, at most ``MAX_SCALE``."""
+        scales = tuple(scales) or self.default_scales
+        smallest = max(m.crop for m in self.members)
+        bad = [s for s in scales if not smallest <= s <= MAX_SCALE]
+        if bad:
+            raise MinwaError(f"scales must be between the model's crop {smallest} and {MAX_SCALE}, got {bad[0]}")
+        return scales
+
+    def probs(self, images: list[np.ndarray], scales: tuple[int, ...], flip: bool) -> torch.Tensor:
+        """Ensemble softmax (n, K) of images of any sizes: each member's views averaged, then the members."""
+        scales_of = {m.name: list(scales) or [m.scale] for m in self.members}
+        _, member_final = batch_probs(self.members, images, scales_of, flip, False, self.device, self.precision,
+                                      self.channels_last)
+        return ensemble_probs(list(member_final.values()))
+
+    def top(self, probs: torch.Tensor, k: int) -> list[dict]:
+        """The ``k`` most probable classes of one image, as ``predict`` lists them."""
+        top = probs.topk(min(k, len(self.classes)))
+        return [{"class": self.classes[j], "index": int(j), "probability": float(p)}
+                for p, j in zip(top.values, top.indices)]
+
+    def warm_up(self, max_batch: int) -> None:
+        """One batch of one image and one full batch, at the default views: allocations and one-time kernel
+        choices happen here, not in the first users' requests."""
+        side = max(max(self.default_scales or (m.scale,)) for m in self.members)
+        image = np.random.default_rng(0).integers(0, 256, (side, side, self.channels), dtype=np.uint8)
+        for n in sorted({1, max_batch}):
+            self.probs([image] * n, self.default_scales, False)
+
+    def describe(self) -> dict:
+        """``GET /v1/models``: each member's model, geometry and recorded metrics, and the shared classes."""
+        return {
+            "classes": self.classes,
+            "device": str(self.device), "precision": self.precision,
+            "models": [{"name": m.name, "model": m.meta.get("model"), "num_classes": len(m.classes),
+                        "in_chans": m.in_chans, "scale": m.scale, "crop": m.crop, "mean": m.mean, "std": m.std,
+                        "metrics": m.meta.get("metrics") or {}} for m in self.members],
+        }
