@@ -315,9 +315,6 @@ BENCH_CONFIGS = {
     "integrity": (IntegrityBenchConfig, check_integrity),
     "highres": (HighresBenchConfig, check_highres),
     "export": (ExportBenchConfig, check_export),
-    return cfg
-
-
     "serve": (ServeBenchConfig, check_serve),
 }
 
