@@ -16,7 +16,6 @@ unchanged. Severity 0 is scored on the untouched data set at scale S: exactly th
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import time
 from collections import defaultdict
@@ -102,23 +101,36 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def corrupt(image: np.ndarray, family: str, severity: int, scale: int, crop: int) -> np.ndarray:
-    """``image`` (uint8 H x W x C) resized to shorter side ``scale``, corrupted, centre-cropped: C x C x C uint8."""
-    x = torch.from_numpy(np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None])).permute(2, 0, 1)
-    scaled = resize_shorter(x[None].float(), scale).clamp(0, 255).round().to(torch.uint8)
-    value = CORRUPTIONS[family].levels[severity]
+def scaled_uint8(image: np.ndarray, scale: int) -> torch.Tensor:
+    """uint8 1 x C x H x W: ``image`` (H x W x C) with its shorter side resized to ``scale`` as evaluation
+    resizes it (``views.resize_shorter``), rounded."""
+    x = torch.from_numpy(np.array(image if image.ndim == 3 else image[:, :, None])).permute(2, 0, 1)  # a copy: IDX pixels are read-only
+    return resize_shorter(x[None].float(), scale).clamp(0, 255).round().to(torch.uint8)
+
+
+def apply_corruption(image: np.ndarray, family: str, value: float, scale: int, crop: int) -> np.ndarray:
+    """``image`` (uint8 H x W x C) at test scale ``scale`` with ``family`` at magnitude ``value`` (0: none),
+    cut to the centre ``crop``: crop x crop x C uint8."""
+    scaled = scaled_uint8(image, scale)
     if family in _SWITCH:
         aug = Augmenter(augment_config(family), crop, mean=0.0, std=1.0, backend=BACKEND)
-        p = fixed_params(family, value if severity else 0.0, tuple(scaled.shape[-2:]), crop)
-        return to_uint8(aug.apply(scaled, p)[0] * 255.0)
+        return to_uint8(aug.apply(scaled, fixed_params(family, value, tuple(scaled.shape[-2:]), crop))[0] * 255.0)
     arr = scaled[0].permute(1, 2, 0).numpy()
-    if severity and family == "blur":
+    if value and family == "blur":
         pil = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
         arr = np.asarray(pil.filter(ImageFilter.GaussianBlur(value * crop)))
         arr = arr if arr.ndim == 3 else arr[:, :, None]
-    elif severity and family == "jpeg":
+    elif value and family == "jpeg":
         arr = decode.decode_jpeg(decode.encode_jpeg(arr, int(value)), arr.shape[2])
+    elif value:
+        raise MinwaError(f"unknown corruption '{family}' (known: {', '.join(CORRUPTIONS)})")
     return to_uint8(centre_crop(torch.from_numpy(np.array(arr)).permute(2, 0, 1), crop).float())
+
+
+def corrupt(image: np.ndarray, family: str, severity: int, scale: int, crop: int) -> np.ndarray:
+    """``apply_corruption`` at ``family``'s magnitude for ``severity`` (0: clean, only resized and cropped)."""
+    check_corruption(family, severity)
+    return apply_corruption(image, family, CORRUPTIONS[family].levels[severity], scale, crop)
 
 
 class Corrupted(ImageDataset):
