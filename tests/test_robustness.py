@@ -145,14 +145,14 @@ def checkpoints(tmp_path_factory, fashion_dir):
 def test_curves_have_the_clean_accuracy_at_severity_zero_and_plot(checkpoints, fashion_dir, tmp_path):
     test = open_dataset(fashion_dir, "test")
     result = robustness_curves(checkpoints, test, families=["rotation", "blur"], severities=[0, 2, 4],
-                               limit=300, batch_size=100)
-    assert result["severities"] == [0, 2, 4] and result["images"] == 300
+                               limit=300, batch_size=100, flip=True)
+    assert result["severities"] == [0, 2, 4] and result["images"] == 300 and result["flip"]
     assert set(result["accuracy"]) == set(checkpoints)
     assert result["families"]["rotation"]["levels"] == [0, 10, 30]
     for name, path in checkpoints.items():
         acc = result["accuracy"][name]
         assert set(acc) == {"rotation", "blur"} and all(len(v) == 3 for v in acc.values())
-        clean = evaluate(EvalConfig(ckpts=[path], data=str(fashion_dir), limit=300)).top1_accuracy
+        clean = evaluate(EvalConfig(ckpts=[path], data=str(fashion_dir), limit=300, flip=True)).top1_accuracy
         assert acc["rotation"][0] == acc["blur"][0] == clean  # exactly the clean evaluation
         assert clean > 0.5  # well above chance (0.1): the curves measure a model that learned
         assert acc["rotation"][2] < clean  # 30 degrees, three times training's largest, costs accuracy
