@@ -110,6 +110,8 @@ def test_bad_corruptions_are_one_sentence(photo_folder):
         Corrupted(val, "blur", 7, SCALE, CROP)
     with pytest.raises(MinwaError, match="smaller than the model's 112x112 crop"):
         Corrupted(val, "blur", 1, 100, CROP)
+    with pytest.raises(MinwaError, match="augment.fill must be one of"):
+        Corrupted(val, "rotation", 1, SCALE, CROP, fill="mirror")
 
 
 # ---------------------------------------------------------------- curves: a tiny model on Fashion-MNIST
@@ -164,7 +166,9 @@ def test_curves_have_the_clean_accuracy_at_severity_zero_and_plot(checkpoints, f
 def test_a_corrupted_view_scores_through_evaluate_unchanged(checkpoints, fashion_dir):
     """The view is a data set of crop-sized images: evaluate at the crop scores it, labels and classes kept."""
     test = open_dataset(fashion_dir, "test")
-    view = Corrupted(test, "jpeg", 3, 28, 28)
+    view = Corrupted(test, "lens distortion", 4, 28, 28, fill="zeros")  # black past the edge, as fashion trains
+    # the pullover's corners sample past the image: black with zeros, its mirrored sleeves with reflect
+    assert view.image(1)[0, 0, 0] == 0 < Corrupted(test, "lens distortion", 4, 28, 28).image(1)[0, 0, 0]
     assert view.image(0).shape == (28, 28, 1) and view.classes == test.classes and len(view) == len(test)
     report = evaluate(EvalConfig(ckpts=[checkpoints["seed 1"]], scales=[28], limit=100), dataset=view)
     assert report.images == 100 and 0.0 <= report.top1_accuracy <= 1.0

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from minwa.augment.config import AugmentConfig
+from minwa.augment.config import AugmentConfig, check
 from minwa.augment.engine import Augmenter
 from minwa.augment.params import AugmentParams, identity_params
 from minwa.data import decode
@@ -40,6 +40,7 @@ from minwa.utils.runtime_config import RuntimeConfig
 
 VIGNETTE_RADIUS = 0.0  # darkening starts at the centre (a grid value of training's radii: 0 .. 0.8)
 FILL = "reflect"  # the deepimage preset's: rotated / distorted corners show the real picture around the crop
+# (Fashion-MNIST's black backgrounds: fill="zeros", as the fashion preset trains)
 BACKEND = "torch"  # one image at a time: PyTorch ops (the numba kernel, equal to within rounding, pays off on batches)
 
 
@@ -73,9 +74,9 @@ _SWITCH = {"colour cast": dict(color_cast=True), "vignetting": dict(vignette=Tru
            "lens distortion": dict(lens=True), "rotation": dict(rotation=1)}
 
 
-def augment_config(family: str) -> AugmentConfig:
+def augment_config(family: str, fill: str = FILL) -> AugmentConfig:
     """The engine's settings for a trained family: only its switch on (ranges unused: nothing is drawn)."""
-    return AugmentConfig(random_crop=False, fill=FILL, **_SWITCH[family])
+    return check(AugmentConfig(random_crop=False, fill=fill, **_SWITCH[family]))
 
 
 def fixed_params(family: str, value: float, in_hw: tuple[int, int], crop: int) -> AugmentParams:
@@ -108,12 +109,14 @@ def scaled_uint8(image: np.ndarray, scale: int) -> torch.Tensor:
     return resize_shorter(x[None].float(), scale).clamp(0, 255).round().to(torch.uint8)
 
 
-def apply_corruption(image: np.ndarray, family: str, value: float, scale: int, crop: int) -> np.ndarray:
+def apply_corruption(image: np.ndarray, family: str, value: float, scale: int, crop: int,
+                     fill: str = FILL) -> np.ndarray:
     """``image`` (uint8 H x W x C) at test scale ``scale`` with ``family`` at magnitude ``value`` (0: none),
-    cut to the centre ``crop``: crop x crop x C uint8."""
+    cut to the centre ``crop``: crop x crop x C uint8. ``fill``: what rotation and lens distortion show
+    past the image's edge (``AugmentConfig.fill``)."""
     scaled = scaled_uint8(image, scale)
     if family in _SWITCH:
-        aug = Augmenter(augment_config(family), crop, mean=0.0, std=1.0, backend=BACKEND)
+        aug = Augmenter(augment_config(family, fill), crop, mean=0.0, std=1.0, backend=BACKEND)
         return to_uint8(aug.apply(scaled, fixed_params(family, value, tuple(scaled.shape[-2:]), crop))[0] * 255.0)
     arr = scaled[0].permute(1, 2, 0).numpy()
     if value and family == "blur":
@@ -127,10 +130,10 @@ def apply_corruption(image: np.ndarray, family: str, value: float, scale: int, c
     return to_uint8(centre_crop(torch.from_numpy(np.array(arr)).permute(2, 0, 1), crop).float())
 
 
-def corrupt(image: np.ndarray, family: str, severity: int, scale: int, crop: int) -> np.ndarray:
+def corrupt(image: np.ndarray, family: str, severity: int, scale: int, crop: int, fill: str = FILL) -> np.ndarray:
     """``apply_corruption`` at ``family``'s magnitude for ``severity`` (0: clean, only resized and cropped)."""
     check_corruption(family, severity)
-    return apply_corruption(image, family, CORRUPTIONS[family].levels[severity], scale, crop)
+    return apply_corruption(image, family, CORRUPTIONS[family].levels[severity], scale, crop, fill)
 
 
 class Corrupted(ImageDataset):
@@ -139,16 +142,18 @@ class Corrupted(ImageDataset):
 
     kind = "corrupted"
 
-    def __init__(self, base: ImageDataset, family: str, severity: int, scale: int, crop: int):
+    def __init__(self, base: ImageDataset, family: str, severity: int, scale: int, crop: int, fill: str = FILL):
         check_corruption(family, severity)
+        augment_config("rotation", fill)  # an unknown fill is one sentence here, before any image is read
         if scale < crop:
             raise MinwaError(f"test scale {scale} is smaller than the model's {crop}x{crop} crop")
-        self.base, self.family, self.severity, self.scale, self.crop = base, family, severity, scale, crop
+        self.base, self.family, self.severity, self.scale, self.crop, self.fill = base, family, severity, scale, crop, fill
         self.path, self.split, self.channels = base.path, base.split, base.channels
         self.classes, self.labels, self.skipped = list(base.classes), np.asarray(base.labels), []
 
     def image(self, i: int, min_side: int | None = None) -> np.ndarray:
-        return corrupt(self.base.image(i, min_side=self.scale), self.family, self.severity, self.scale, self.crop)
+        return corrupt(self.base.image(i, min_side=self.scale), self.family, self.severity, self.scale, self.crop,
+                       self.fill)
 
     def image_size(self):
         return (self.crop, self.crop)
@@ -168,10 +173,10 @@ def check_corruption(family: str, severity: int) -> None:
 
 def robustness_curves(ckpts: dict[str, str], dataset: ImageDataset, *, families=None, severities=None,
                       scale: int | None = None, batch_size: int = 64, limit: int | None = None,
-                      device: str = "cpu", flip: bool = False, threads: int = 0) -> dict:
+                      device: str = "cpu", flip: bool = False, threads: int = 0, fill: str = FILL) -> dict:
     """Top-1 accuracy of each model (``ckpts``: name -> checkpoint) on ``dataset`` under each corruption
     family at each severity, at test scale ``scale`` (default: each model's training scale) on the first
-    ``limit`` images. JSON-ready: ``accuracy[model][family]`` is a list over ``severities``; the clean
+    ``limit`` images (``threads``: torch's, 0 = as set; ``fill``: see ``apply_corruption``). JSON-ready: ``accuracy[model][family]`` is a list over ``severities``; the clean
     accuracy (severity 0) is one evaluation shared by every family."""
     t0 = time.perf_counter()
     families = list(families or CORRUPTIONS)
@@ -179,6 +184,7 @@ def robustness_curves(ckpts: dict[str, str], dataset: ImageDataset, *, families=
     for f in families:
         for s in severities:
             check_corruption(f, s)
+    augment_config("rotation", fill)  # an unknown fill: one sentence before any checkpoint is read
     if not ckpts:
         raise MinwaError("robustness_curves needs at least one checkpoint")
     members = load_members(list(ckpts.values()), device)
@@ -200,7 +206,7 @@ def robustness_curves(ckpts: dict[str, str], dataset: ImageDataset, *, families=
         clean = score(dataset, s) if 0 in severities else {}
         for f in families:
             for j, sev in enumerate(severities):
-                got = clean if sev == 0 else score(Corrupted(dataset, f, sev, s, c), c)
+                got = clean if sev == 0 else score(Corrupted(dataset, f, sev, s, c, fill), c)
                 for m in group:
                     accuracy[m.name][f][j] = got[m.name]
     return {
@@ -209,7 +215,7 @@ def robustness_curves(ckpts: dict[str, str], dataset: ImageDataset, *, families=
                          "trained_up_to": CORRUPTIONS[f].trained} for f in families},
         "models": {m.name: {"checkpoint": str(p), "scale": scale or m.scale, "crop": m.crop}
                    for m, p in zip(members, ckpts.values())},
-        "images": n, "flip": flip, "fill": FILL, "accuracy": accuracy,
+        "images": n, "flip": flip, "fill": fill, "accuracy": accuracy,
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
