@@ -105,7 +105,8 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 def scaled_uint8(image: np.ndarray, scale: int) -> torch.Tensor:
     """uint8 1 x C x H x W: ``image`` (H x W x C) with its shorter side resized to ``scale`` as evaluation
     resizes it (``views.resize_shorter``), rounded."""
-    x = torch.from_numpy(np.array(image if image.ndim == 3 else image[:, :, None])).permute(2, 0, 1)  # a copy: IDX pixels are read-only
+    # np.array copies: IDX pixels are read-only
+    x = torch.from_numpy(np.array(image if image.ndim == 3 else image[:, :, None])).permute(2, 0, 1)
     return resize_shorter(x[None].float(), scale).clamp(0, 255).round().to(torch.uint8)
 
 
@@ -147,7 +148,8 @@ class Corrupted(ImageDataset):
         augment_config("rotation", fill)  # an unknown fill is one sentence here, before any image is read
         if scale < crop:
             raise MinwaError(f"test scale {scale} is smaller than the model's {crop}x{crop} crop")
-        self.base, self.family, self.severity, self.scale, self.crop, self.fill = base, family, severity, scale, crop, fill
+        self.base, self.family, self.severity = base, family, severity
+        self.scale, self.crop, self.fill = scale, crop, fill
         self.path, self.split, self.channels = base.path, base.split, base.channels
         self.classes, self.labels, self.skipped = list(base.classes), np.asarray(base.labels), []
 
@@ -176,10 +178,11 @@ def robustness_curves(ckpts: dict[str, str], dataset: ImageDataset, *, families=
                       device: str = "cpu", flip: bool = False, threads: int = 0, fill: str = FILL) -> dict:
     """Top-1 accuracy of each model (``ckpts``: name -> checkpoint) on ``dataset`` under each corruption
     family at each severity, at test scale ``scale`` (default: each model's training scale) on the first
-    ``limit`` images (``threads``: torch's, 0 = as set; ``fill``: see ``apply_corruption``). JSON-ready: ``accuracy[model][family]`` is a list over ``severities``; the clean
-    accuracy (severity 0) is one evaluation shared by every family."""
+    ``limit`` images (``threads``: torch's, 0 = as set; ``fill``: see ``apply_corruption``). JSON-ready:
+    ``accuracy[model][family]`` is a list over ``severities``; the clean accuracy (severity 0) is one
+    evaluation shared by every family."""
     t0 = time.perf_counter()
-    families = list(families or CORRUPTIONS)
+    families = [families] if isinstance(families, str) else list(families or CORRUPTIONS)
     severities = sorted(set(severities if severities is not None else range(len(CORRUPTIONS[families[0]].levels))))
     for f in families:
         for s in severities:
@@ -236,7 +239,8 @@ def plot_robustness(result: dict, png_path, title: str = "") -> Path:
         info = result["families"][f]
         for name, acc in result["accuracy"].items():
             ax.plot(sev, [a if a is not None else np.nan for a in acc[f]], marker="o", label=name)
-        inside = [s for s, v in zip(sev, info["levels"]) if info["trained_up_to"] is not None and v <= info["trained_up_to"]]
+        top = info["trained_up_to"]
+        inside = [s for s, v in zip(sev, info["levels"]) if top is not None and v <= top]
         if inside:
             ax.axvspan(min(inside) - 0.3, max(inside) + 0.3, color="0.92", zorder=0)
         ax.set_title(f + ("" if info["trained_up_to"] is not None else " (never trained on)"), fontsize=10)
