@@ -6,8 +6,8 @@ augmentation — ``Augmenter.apply`` with parameters built here instead of drawn
 exactly the training transform at a chosen strength, past the training range at the top severities.
 Blur and JPEG quality are families no preset trains on.
 
-Where: each test image is resized to the test scale S (shorter side, ``views.resize_shorter``, as
-evaluation does), corrupted, and cut to the model's centre C x C crop — the window, rotation centre,
+Where: each test image becomes the test scale's S x S square (``preprocess.resize``, as evaluation
+makes it), corrupted, and cut to the model's centre C x C crop — the window, rotation centre,
 lens radius and vignette all relative to the crop the network sees, as in training. ``Corrupted`` is that
 as a data set of C x C uint8 images, so ``evaluate(cfg, dataset=Corrupted(...))`` at scale C scores it
 unchanged. Severity 0 is scored on the untouched data set at scale S: exactly the clean evaluation.
@@ -16,7 +16,6 @@ unchanged. Severity 0 is scored on the untouched data set at scale S: exactly th
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import time
 from collections import defaultdict
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from minwa.augment.config import AugmentConfig
+from minwa.augment.config import AugmentConfig, check
 from minwa.augment.engine import Augmenter
 from minwa.augment.params import AugmentParams, identity_params
 from minwa.data import decode
@@ -35,12 +34,13 @@ from minwa.errors import MinwaError, check_rules
 from minwa.evaluate.config import EvalConfig
 from minwa.evaluate.ensemble import load_members
 from minwa.evaluate.pipeline import evaluate
-from minwa.evaluate.views import centre_crop, resize_shorter
+from minwa.evaluate.preprocess import centre_crop, resize
 from minwa.utils.atomic import atomic_save_figure
 from minwa.utils.runtime_config import RuntimeConfig
 
 VIGNETTE_RADIUS = 0.0  # darkening starts at the centre (a grid value of training's radii: 0 .. 0.8)
 FILL = "reflect"  # the deepimage preset's: rotated / distorted corners show the real picture around the crop
+# (Fashion-MNIST's black backgrounds: fill="zeros", as the fashion preset trains)
 BACKEND = "torch"  # one image at a time: PyTorch ops (the numba kernel, equal to within rounding, pays off on batches)
 
 
@@ -74,9 +74,9 @@ _SWITCH = {"colour cast": dict(color_cast=True), "vignetting": dict(vignette=Tru
            "lens distortion": dict(lens=True), "rotation": dict(rotation=1)}
 
 
-def augment_config(family: str) -> AugmentConfig:
+def augment_config(family: str, fill: str = FILL) -> AugmentConfig:
     """The engine's settings for a trained family: only its switch on (ranges unused: nothing is drawn)."""
-    return AugmentConfig(random_crop=False, fill=FILL, **_SWITCH[family])
+    return check(AugmentConfig(random_crop=False, fill=fill, **_SWITCH[family]))
 
 
 def fixed_params(family: str, value: float, in_hw: tuple[int, int], crop: int) -> AugmentParams:
@@ -102,23 +102,37 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def corrupt(image: np.ndarray, family: str, severity: int, scale: int, crop: int) -> np.ndarray:
-    """``image`` (uint8 H x W x C) resized to shorter side ``scale``, corrupted, centre-cropped: C x C x C uint8."""
-    x = torch.from_numpy(np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None])).permute(2, 0, 1)
-    scaled = resize_shorter(x[None].float(), scale).clamp(0, 255).round().to(torch.uint8)
-    value = CORRUPTIONS[family].levels[severity]
+def scaled_uint8(image: np.ndarray, scale: int) -> torch.Tensor:
+    """uint8 1 x C x S x S: ``image`` (H x W x C) as evaluation's square at ``scale`` (``preprocess.resize``,
+    the one test-time path)."""
+    return resize(np.ascontiguousarray(image), scale)[None]
+
+
+def apply_corruption(image: np.ndarray, family: str, value: float, scale: int, crop: int,
+                     fill: str = FILL) -> np.ndarray:
+    """``image`` (uint8 H x W x C) at test scale ``scale`` with ``family`` at magnitude ``value`` (0: none),
+    cut to the centre ``crop``: crop x crop x C uint8. ``fill``: what rotation and lens distortion show
+    past the image's edge (``AugmentConfig.fill``)."""
+    scaled = scaled_uint8(image, scale)
     if family in _SWITCH:
-        aug = Augmenter(augment_config(family), crop, mean=0.0, std=1.0, backend=BACKEND)
-        p = fixed_params(family, value if severity else 0.0, tuple(scaled.shape[-2:]), crop)
-        return to_uint8(aug.apply(scaled, p)[0] * 255.0)
+        aug = Augmenter(augment_config(family, fill), crop, mean=0.0, std=1.0, backend=BACKEND)
+        return to_uint8(aug.apply(scaled, fixed_params(family, value, tuple(scaled.shape[-2:]), crop))[0] * 255.0)
     arr = scaled[0].permute(1, 2, 0).numpy()
-    if severity and family == "blur":
+    if value and family == "blur":
         pil = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
         arr = np.asarray(pil.filter(ImageFilter.GaussianBlur(value * crop)))
         arr = arr if arr.ndim == 3 else arr[:, :, None]
-    elif severity and family == "jpeg":
+    elif value and family == "jpeg":
         arr = decode.decode_jpeg(decode.encode_jpeg(arr, int(value)), arr.shape[2])
+    elif value:
+        raise MinwaError(f"unknown corruption '{family}' (known: {', '.join(CORRUPTIONS)})")
     return to_uint8(centre_crop(torch.from_numpy(np.array(arr)).permute(2, 0, 1), crop).float())
+
+
+def corrupt(image: np.ndarray, family: str, severity: int, scale: int, crop: int, fill: str = FILL) -> np.ndarray:
+    """``apply_corruption`` at ``family``'s magnitude for ``severity`` (0: clean, only resized and cropped)."""
+    check_corruption(family, severity)
+    return apply_corruption(image, family, CORRUPTIONS[family].levels[severity], scale, crop, fill)
 
 
 class Corrupted(ImageDataset):
@@ -127,16 +141,19 @@ class Corrupted(ImageDataset):
 
     kind = "corrupted"
 
-    def __init__(self, base: ImageDataset, family: str, severity: int, scale: int, crop: int):
+    def __init__(self, base: ImageDataset, family: str, severity: int, scale: int, crop: int, fill: str = FILL):
         check_corruption(family, severity)
+        augment_config("rotation", fill)  # an unknown fill is one sentence here, before any image is read
         if scale < crop:
             raise MinwaError(f"test scale {scale} is smaller than the model's {crop}x{crop} crop")
-        self.base, self.family, self.severity, self.scale, self.crop = base, family, severity, scale, crop
+        self.base, self.family, self.severity = base, family, severity
+        self.scale, self.crop, self.fill = scale, crop, fill
         self.path, self.split, self.channels = base.path, base.split, base.channels
         self.classes, self.labels, self.skipped = list(base.classes), np.asarray(base.labels), []
 
     def image(self, i: int, min_side: int | None = None) -> np.ndarray:
-        return corrupt(self.base.image(i, min_side=self.scale), self.family, self.severity, self.scale, self.crop)
+        return corrupt(self.base.image(i, min_side=self.scale), self.family, self.severity, self.scale, self.crop,
+                       self.fill)
 
     def image_size(self):
         return (self.crop, self.crop)
@@ -156,17 +173,19 @@ def check_corruption(family: str, severity: int) -> None:
 
 def robustness_curves(ckpts: dict[str, str], dataset: ImageDataset, *, families=None, severities=None,
                       scale: int | None = None, batch_size: int = 64, limit: int | None = None,
-                      device: str = "cpu", flip: bool = False, threads: int = 0) -> dict:
+                      device: str = "cpu", flip: bool = False, threads: int = 0, fill: str = FILL) -> dict:
     """Top-1 accuracy of each model (``ckpts``: name -> checkpoint) on ``dataset`` under each corruption
     family at each severity, at test scale ``scale`` (default: each model's training scale) on the first
-    ``limit`` images. JSON-ready: ``accuracy[model][family]`` is a list over ``severities``; the clean
-    accuracy (severity 0) is one evaluation shared by every family."""
+    ``limit`` images (``threads``: torch's, 0 = as set; ``fill``: see ``apply_corruption``). JSON-ready:
+    ``accuracy[model][family]`` is a list over ``severities``; the clean accuracy (severity 0) is one
+    evaluation shared by every family."""
     t0 = time.perf_counter()
-    families = list(families or CORRUPTIONS)
+    families = [families] if isinstance(families, str) else list(families or CORRUPTIONS)
     severities = sorted(set(severities if severities is not None else range(len(CORRUPTIONS[families[0]].levels))))
     for f in families:
         for s in severities:
             check_corruption(f, s)
+    augment_config("rotation", fill)  # an unknown fill: one sentence before any checkpoint is read
     if not ckpts:
         raise MinwaError("robustness_curves needs at least one checkpoint")
     members = load_members(list(ckpts.values()), device)
@@ -188,7 +207,7 @@ def robustness_curves(ckpts: dict[str, str], dataset: ImageDataset, *, families=
         clean = score(dataset, s) if 0 in severities else {}
         for f in families:
             for j, sev in enumerate(severities):
-                got = clean if sev == 0 else score(Corrupted(dataset, f, sev, s, c), c)
+                got = clean if sev == 0 else score(Corrupted(dataset, f, sev, s, c, fill), c)
                 for m in group:
                     accuracy[m.name][f][j] = got[m.name]
     return {
@@ -197,7 +216,7 @@ def robustness_curves(ckpts: dict[str, str], dataset: ImageDataset, *, families=
                          "trained_up_to": CORRUPTIONS[f].trained} for f in families},
         "models": {m.name: {"checkpoint": str(p), "scale": scale or m.scale, "crop": m.crop}
                    for m, p in zip(members, ckpts.values())},
-        "images": n, "flip": flip, "fill": FILL, "accuracy": accuracy,
+        "images": n, "flip": flip, "fill": fill, "accuracy": accuracy,
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
@@ -218,7 +237,8 @@ def plot_robustness(result: dict, png_path, title: str = "") -> Path:
         info = result["families"][f]
         for name, acc in result["accuracy"].items():
             ax.plot(sev, [a if a is not None else np.nan for a in acc[f]], marker="o", label=name)
-        inside = [s for s, v in zip(sev, info["levels"]) if info["trained_up_to"] is not None and v <= info["trained_up_to"]]
+        top = info["trained_up_to"]
+        inside = [s for s, v in zip(sev, info["levels"]) if top is not None and v <= top]
         if inside:
             ax.axvspan(min(inside) - 0.3, max(inside) + 0.3, color="0.92", zorder=0)
         ax.set_title(f + ("" if info["trained_up_to"] is not None else " (never trained on)"), fontsize=10)
