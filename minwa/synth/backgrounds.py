@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from minwa.data.decode import decode_source
@@ -108,7 +107,3 @@ def open_picture(path: Path, min_side: int) -> Image.Image:
         f = min_side / min(w, h)
         img = img.resize((round(w * f), round(h * f)), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return img
-
-
-def as_array(img: Image.Image) -> np.ndarray:
-    return np.asarray(img, dtype=np.uint8)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import colorsys
 import csv
 import io
-import json
 import math
 import multiprocessing as mp
 import os
