@@ -17,7 +17,6 @@ from __future__ import annotations
 import colorsys
 import csv
 import io
-import json
 import math
 import multiprocessing as mp
 import os
@@ -107,7 +106,8 @@ def render(photo: Image.Image, item: np.ndarray, plan: dict) -> bytes:
     """The JPEG of one planned image: the crop of ``photo``, then the item pasted with its intensity as alpha."""
     pw, ph = photo.size
     x0, y0, x1, y1 = plan["crop"]
-    img = photo.resize((plan["width"], plan["height"]), Image.Resampling.BILINEAR, box=(x0 * pw, y0 * ph, x1 * pw, y1 * ph))
+    box = (x0 * pw, y0 * ph, x1 * pw, y1 * ph)  # reducing_gap: a box average first when it shrinks 2x+ (2x faster)
+    img = photo.resize((plan["width"], plan["height"]), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
     if plan["flip"]:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     s, x, y = plan["side"], plan["x"], plan["y"]
