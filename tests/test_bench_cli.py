@@ -26,7 +26,7 @@ def test_bench_cli_surface_is_frozen():
     with_data = {"loader", "train", "throughput", "highres"}  # export: no data, a random model
     for name, p in parsers.items():
         flags = sorted(o for a in p._actions for o in a.option_strings if o.startswith("--"))
-        extra = (["--data"] if name in with_data else []) + (["--quick"] if name == "highres" else [])
+        extra = (["--data"] if name in with_data else []) + (["--quick"] if "quick" in BENCH_CONFIGS[name][0].__dataclass_fields__ else [])
         assert flags == sorted(common + extra), name
         assert not [a.dest for a in p._actions if not a.option_strings], name  # no positional arguments
 
