@@ -10,7 +10,9 @@ the same command again keeps every shard whose record matches the plan and write
 Encoding: Fashion-MNIST/IDX pixels are stored losslessly as 8-bit grayscale PNG; photos keep their
 original JPEG bytes when they need no change, and are otherwise re-encoded as RGB JPEG at ``quality``
 (see ``decode.prepare_for_pack``). The contents of every shard depend only on the source, the settings
-and the seed, never on the number of workers.
+and the seed, never on the number of workers, nor on how many machines share the work: with ``part``
+(``minwa.data.parts``) this process writes only part K of N of the same plan and a part manifest, and
+``minwa.data.merge`` joins the parts into the manifest a single pack writes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from minwa.data import decode as dec
 from minwa.data.index import index_bytes
+from minwa.data.parts import Part, is_part_file, write_part_manifest
 from minwa.data.shards import FORMAT, SAFE_SHARD, VERSION, TarShardWriter, shard_name
 from minwa.data.sources import ImageDataset, open_dataset
 from minwa.errors import MinwaError, require_path
@@ -121,30 +124,35 @@ def _done_record(out: Path, k: int, plan: str) -> dict | None:
     return record if ok else None
 
 
-def _is_temporary(p: Path) -> bool:
-    return p.name.startswith(".") and p.name.endswith(".tmp")
+def _is_temporary(p: Path, part: Part | None = None) -> bool:
+    """A temporary file of an unfinished write; with ``part``, only one of that part's own files (the other
+    parts may be writing theirs into the same folder right now)."""
+    return p.name.startswith(".") and p.name.endswith(".tmp") and (part is None or part.owns_file(p.name))
 
 
-def _remove_temporaries(out: Path) -> None:
+def _remove_temporaries(out: Path, part: Part | None = None) -> None:
     """Delete the temporary files of shards that were being written (workers stopped mid-write)."""
     for p in out.iterdir():
-        if _is_temporary(p):
+        if _is_temporary(p, part):
             p.unlink(missing_ok=True)
 
 
-def _prepare_out(out: Path, num_shards: int) -> None:
+def _prepare_out(out: Path, num_shards: int, part: Part | None = None) -> None:
     """Make ``out`` ours: refuse a foreign non-empty folder, drop the manifest, temporary files and
-    shards beyond the new plan."""
+    shards beyond the new plan. A whole pack also drops part manifests (it supersedes them); a part drops
+    only its own manifest and temporary files."""
     entries = [p for p in out.iterdir()]
-    ours = lambda p: SAFE_SHARD.match(p.name) or p.name in ("manifest.json", LOCK_NAME) or _is_temporary(p)  # noqa: E731
+    ours = lambda p: (SAFE_SHARD.match(p.name) or p.name in ("manifest.json", LOCK_NAME) or _is_temporary(p)  # noqa: E731
+                      or is_part_file(p.name))
     foreign = [p.name for p in entries if not ours(p)]
     if foreign:
         raise MinwaError(f"output folder {out} already holds other files ({', '.join(sorted(foreign)[:3])}...); choose an empty or new folder")
+    stale = {"manifest.json", part.manifest_name} if part else {"manifest.json"}
     for p in entries:
-        if p.name == "manifest.json" or _is_temporary(p):
-            p.unlink()
+        if p.name in stale or _is_temporary(p, part) or (part is None and p.name.startswith("part-")):
+            p.unlink(missing_ok=True)
         elif SAFE_SHARD.match(p.name) and int(p.name[6:].split(".")[0]) >= num_shards:
-            p.unlink()
+            p.unlink(missing_ok=True)
 
 
 def _refuse_out_inside(out: Path, source: Path) -> None:
@@ -163,13 +171,16 @@ def pack(
     seed: int = 0,
     split: str | None = None,
     progress: bool = True,
+    part: Part | None = None,
 ) -> dict:
     """Pack ``src`` (any source ``open_dataset`` reads) into shards in ``out``; returns the manifest.
 
     ``max_side``: an image whose shorter side is larger is re-encoded with that shorter side (0 = never);
-    ``shard_size``: samples per shard; ``workers``: packing processes (0 = one per CPU core).
-    Inputs that cannot be packed are listed in ``manifest["rejected"]``; the pack still succeeds.
+    ``shard_size``: samples per shard; ``workers``: packing processes (0 = one per CPU core this process
+    may use). Inputs that cannot be packed are listed in ``manifest["rejected"]``; the pack still succeeds.
     ``out`` is checked writable before the source is read and held by this pack until it ends.
+    ``part``: write only that part of the plan and return its part manifest (``minwa.data.parts``);
+    ``minwa.data.merge.merge(out)`` then joins the parts.
     """
     out = Path(out).expanduser()
     if not 1 <= int(quality) <= 100:
@@ -182,44 +193,51 @@ def pack(
     check_name_fits(out, "output folder")
     _refuse_out_inside(out, src.path if isinstance(src, ImageDataset) else require_path(src, "data"))
     prepare_output_folder(out, "output folder")
-    with hold_folder(out, "minwa pack"):
+    command, lock = (f"minwa pack --part {part}", part.lock_name) if part else ("minwa pack", LOCK_NAME)
+    with hold_folder(out, command, name=lock):
         dataset = src if isinstance(src, ImageDataset) else open_dataset(src, split=split)
         _refuse_out_inside(out, dataset.path)
-        return _pack_into(dataset, out, settings, int(workers), progress)
+        return _pack_into(dataset, out, settings, int(workers), progress, part)
 
 
-def _pack_into(dataset: ImageDataset, out: Path, settings: dict, workers: int, progress: bool) -> dict:
+def _pack_into(dataset: ImageDataset, out: Path, settings: dict, workers: int, progress: bool,
+               part: Part | None = None) -> dict:
     n = len(dataset)
     num_shards = -(-n // settings["shard_size"]) if n else 0
     plan = _plan_id(dataset, settings)
-    _prepare_out(out, num_shards)
+    _prepare_out(out, num_shards, part)
     order = pack_permutation(n, settings["seed"])
+    mine = part.shards(num_shards) if part else range(num_shards)
 
     records: dict[int, dict] = {}
     todo = []
-    for k in range(num_shards):
+    for k in mine:
         rec = _done_record(out, k, plan)
         if rec is None:
             todo.append(k)
         else:
             records[k] = rec
-    workers = workers or (os.cpu_count() or 1)
+    workers = workers or len(os.sched_getaffinity(0))  # the cores this process may use (a SLURM task's)
     workers = max(1, min(workers, len(todo)))
     t0 = time.perf_counter()
-    bar = _Progress(progress, num_shards, len(records), f"packing {dataset.describe()}")
+    bar = _Progress(progress, len(mine), len(records), f"packing {part.describe() + ' of ' if part else ''}{dataset.describe()}")
     try:
         with bar:
             _write_shards(todo, records, workers, bar, (dataset, out, order, settings, plan))
     except NoSpace as e:  # the rest of the pack, estimated from the shards' sizes
-        _remove_temporaries(out)
+        _remove_temporaries(out, part)
         per_shard = np.mean([r["bytes"] for r in records.values()]) if records else e.needed
         if not per_shard:
             raise
-        raise NoSpace(e.path, int(per_shard * (num_shards - len(records))), "about ") from None
+        raise NoSpace(e.path, int(per_shard * (len(mine) - len(records))), "about ") from None
     except BaseException:
-        _remove_temporaries(out)
+        _remove_temporaries(out, part)
         raise
-    manifest = _manifest(dataset, out, settings, [records[k] for k in range(num_shards)])
+    if part:
+        return write_part_manifest(out, part, plan=plan, settings=settings, source=source_info(dataset),
+                                   num_shards=num_shards, records=[records[k] for k in mine],
+                                   seconds=time.perf_counter() - t0)
+    manifest = shard_manifest(source_info(dataset), settings, [records[k] for k in range(num_shards)])
     manifest["pack_seconds"] = round(time.perf_counter() - t0, 3)
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
@@ -241,30 +259,38 @@ def _write_shards(todo: list[int], records: dict, workers: int, bar, work: tuple
                 bar.advance()
 
 
-def _manifest(dataset: ImageDataset, out: Path, settings: dict, records: list[dict]) -> dict:
+def source_info(dataset: ImageDataset) -> dict:
+    """What the manifest says about the source, apart from the shards (a part manifest carries it, so the
+    merge writes the manifest without opening the source)."""
+    return {"classes": list(dataset.classes), "channels": int(dataset.channels), "skipped": list(dataset.skipped),
+            "source": {"kind": dataset.kind, "path": str(dataset.path), "split": dataset.split,
+                       "num_inputs": len(dataset) + len(dataset.skipped)}}
+
+
+def shard_manifest(source: dict, settings: dict, records: list[dict]) -> dict:
+    """``manifest.json`` of the shards ``records`` (in shard order) of a source (``source_info``)."""
     sizes: dict[tuple[int, int], int] = {}
-    counts = np.zeros(len(dataset.classes), np.int64)
+    counts = np.zeros(len(source["classes"]), np.int64)
     for r in records:
         for h, w, c in r["sizes"]:
             sizes[(h, w)] = sizes.get((h, w), 0) + c
         counts += np.asarray(r["class_counts"], np.int64)
     keep = ("name", "index", "num_samples", "bytes", "sha256", "index_sha256")
-    rejected = list(dataset.skipped) + [x for r in records for x in r["rejected"]]
+    rejected = list(source["skipped"]) + [x for r in records for x in r["rejected"]]
     from minwa import __version__
 
     return {
         "format": FORMAT,
         "version": VERSION,
         "num_samples": int(sum(r["num_samples"] for r in records)),
-        "num_classes": len(dataset.classes),
-        "classes": list(dataset.classes),
+        "num_classes": len(source["classes"]),
+        "classes": list(source["classes"]),
         "class_counts": counts.tolist(),
-        "channels": int(dataset.channels),
+        "channels": int(source["channels"]),
         "image_size": list(next(iter(sizes))) if len(sizes) == 1 else None,
         "shards": [{k: r[k] for k in keep} for r in records],
         "settings": settings,
-        "source": {"kind": dataset.kind, "path": str(dataset.path), "split": dataset.split,
-                   "num_inputs": len(dataset) + len(dataset.skipped)},
+        "source": dict(source["source"]),
         "rejected": rejected,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "minwa_version": __version__,

@@ -36,11 +36,13 @@ class FolderInUse(MinwaError):
 
 
 class FolderLock:
-    """An exclusive hold on ``folder`` for ``command``; ``acquire()`` / ``release()`` or ``with``."""
+    """An exclusive hold on ``folder`` for ``command``; ``acquire()`` / ``release()`` or ``with``.
+    ``name``: the lock file's name, for commands that share a folder by holding different locks in it
+    (the parts of one pack, ``minwa.data.parts``)."""
 
-    def __init__(self, folder, command: str):
+    def __init__(self, folder, command: str, name: str = LOCK_NAME):
         self.folder = Path(folder).expanduser()
-        self.path = self.folder / LOCK_NAME
+        self.path = self.folder / name
         self.command = command
         self._fd: int | None = None
 
@@ -135,11 +137,11 @@ def in_use_message(folder, holder: dict) -> str:
 
 
 @contextlib.contextmanager
-def hold_folder(folder, command: str, *, enabled: bool = True):
+def hold_folder(folder, command: str, *, enabled: bool = True, name: str = LOCK_NAME):
     """Hold ``folder`` for ``command`` while the block runs; ``enabled=False`` (ranks other than 0) holds
-    nothing. Yields the :class:`FolderLock` (or None)."""
+    nothing; ``name``: the lock file (see :class:`FolderLock`). Yields the :class:`FolderLock` (or None)."""
     if not enabled:
         yield None
         return
-    with FolderLock(folder, command) as lock:
+    with FolderLock(folder, command, name) as lock:
         yield lock
