@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import signal
 import struct
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +151,23 @@ def photo_folder(root: Path, per_class: int = 6, seed: int = 0) -> Path:
             (root / name).mkdir(parents=True, exist_ok=True)
             (root / name / f"{k:03d}.jpg").write_bytes(jpeg_bytes(np.ascontiguousarray(img[y : y + ch, x : x + cw])))
     return root
+
+
+def kill_pack_after(call: str, out: Path, shards: int, cwd: Path) -> None:
+    """Run ``call`` (Python code that packs into ``out``) in a subprocess, PNG encoding slowed down per image,
+    and SIGKILL it once ``shards`` shards are complete (their ``.json`` records written)."""
+    script = textwrap.dedent("""
+        import sys, time, minwa.data.decode as dec
+        real = dec.encode_png
+        dec.encode_png = lambda img, level=6: (time.sleep(0.003), real(img, level))[1]
+    """) + call
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=cwd)
+    try:
+        deadline = time.time() + 60
+        while len(list(out.glob("shard-*.json"))) < shards:
+            assert proc.poll() is None, "the pack finished before it could be interrupted"
+            assert time.time() < deadline
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()

@@ -6,18 +6,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
 import tarfile
-import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import odd_folder, photo, photo_folder, small_idx
+from data_fixtures import kill_pack_after, odd_folder, photo, photo_folder, small_idx
 
 from minwa.data import ShardDataset, open_dataset, pack, verify
 from minwa.data import decode as dec
@@ -134,23 +128,8 @@ def test_pack_cli_summary_and_exit_status(tmp_path):
 
 def _kill_mid_pack(src: Path, out: Path) -> None:
     """Start a pack in a subprocess (slowed down per image), SIGKILL it after a few shards."""
-    script = textwrap.dedent(f"""
-        import time, minwa.data.decode as dec
-        from minwa.data import pack
-        real = dec.encode_png
-        dec.encode_png = lambda img, level=6: (time.sleep(0.002), real(img, level))[1]
-        pack({str(src)!r}, {str(out)!r}, shard_size=40, workers=1, progress=False)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
-    try:
-        deadline = time.time() + 60
-        while len(list(out.glob("shard-*.json"))) < 3:
-            assert proc.poll() is None, "the pack finished before it could be interrupted"
-            assert time.time() < deadline
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    call = f"from minwa.data import pack; pack({str(src)!r}, {str(out)!r}, shard_size=40, workers=1, progress=False)"
+    kill_pack_after(call, out, 3, ROOT)
 
 
 def test_interrupted_pack_is_refused_then_finished_by_a_rerun(tmp_path, fashion_small):

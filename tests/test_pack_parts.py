@@ -9,15 +9,12 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from data_fixtures import odd_folder, photo_folder, small_idx
+from data_fixtures import kill_pack_after, odd_folder, photo_folder, small_idx
 
 from minwa.cli import main
 from minwa.data import pack, verify
@@ -130,24 +127,8 @@ def test_parts_with_rejected_inputs_and_classes_merge_like_a_single_pack(tmp_pat
 
 def _kill_part_mid_way(src: Path, out: Path, part: str) -> None:
     """Run one part through the CLI, slowed down per image, and SIGKILL it once it has finished a shard."""
-    script = textwrap.dedent(f"""
-        import sys, time, minwa.data.decode as dec
-        from minwa.cli import main
-        real = dec.encode_png
-        dec.encode_png = lambda img, level=6: (time.sleep(0.003), real(img, level))[1]
-        sys.exit(main(["pack", {str(src)!r}, {str(out)!r}, "--shard-size", "{SHARD}", "--workers", "1",
-                       "--part", "{part}", "--quiet"]))
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
-    try:
-        deadline = time.time() + 60
-        while not list(out.glob("shard-*.json")):
-            assert proc.poll() is None, "the part finished before it could be killed"
-            assert time.time() < deadline
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    args = [str(src), str(out), "--shard-size", str(SHARD), "--workers", "1", "--part", part, "--quiet"]
+    kill_pack_after(f"from minwa.cli import main; sys.exit(main(['pack', *{args!r}]))", out, 1, ROOT)
 
 
 def test_a_killed_part_is_finished_by_running_it_again(tmp_path, fm):
