@@ -189,9 +189,15 @@ def test_merge_refuses_parts_that_disagree(tmp_path):
                                          r"part-0-of-3.json, part-1-of-3.json, part-2-of-3.json\)"):
         merge(out)
     (out / "part-0-of-2.json").unlink()
-    with FolderLock(out, "minwa pack --part 2/3", Part(2, 3).lock_name):
+    with FolderLock(out, "minwa pack --part 2/3", Part(2, 3).lock_name):  # a part running: no merge, no whole pack
         with pytest.raises(MinwaError, match=r"part 2 of 3 is still running: .* is in use by `minwa pack --part 2/3`"):
             merge(out)
+        (out / "part-2-of-3.json").rename(out / "moved")
+        with pytest.raises(MinwaError, match=r"part 2 of 3 is still running"):
+            merge(out)
+        with pytest.raises(MinwaError, match=r"part 2 of 3 is still running"):
+            pack(src, out, shard_size=2, workers=1, progress=False)
+        (out / "moved").rename(out / "part-2-of-3.json")
     merge(out)  # agreeing parts merge
     assert verify(out) == []
     # a part that sees another class list, or another listing of the same classes

@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from minwa.data.packing import shard_manifest
-from minwa.data.parts import Part, read_part_manifests
+from minwa.data.parts import Part, hold_parts, read_part_manifests
 from minwa.data.shards import shard_name
 from minwa.errors import MinwaError, require_path
 from minwa.utils.atomic import atomic_write_json
-from minwa.utils.folder_lock import LOCK_NAME, FolderInUse, FolderLock
+from minwa.utils.folder_lock import LOCK_NAME, FolderLock
 from minwa.utils.words import plural
 
 _SHARD_TAR = re.compile(r"^shard-(\d+)\.tar$")
@@ -39,11 +39,10 @@ def merge(out, workers: int = 4) -> dict:
             raise MinwaError(f"{out} holds no part manifests (part-K-of-N.json); pack its parts first "
                              "(`minwa pack SRC OUT --part K/N`)")
         n = _one_split(out, parts)
-        for part in parts:  # a part still running (or started now) would change the shards under the merge
-            try:
-                held.enter_context(FolderLock(out, "minwa pack --merge", part.lock_name))
-            except FolderInUse as e:
-                raise MinwaError(f"{part.describe()} is still running: {e}") from None
+        # a part still running (its manifest not written yet) or started now would change the shards under us
+        held.enter_context(hold_parts(out, "minwa pack --merge", [Part(k, n) for k in range(n)]))
+        parts = read_part_manifests(out)  # as they are now that none can run
+        _all_there(out, parts, n)
         ref = _agreeing(out, parts, n)
         records = _claimed_shards(parts, ref["num_shards"])
         _check_checksums(out, records, workers)
@@ -62,7 +61,10 @@ def _one_split(out: Path, parts: dict[Part, dict]) -> int:
                           for n in splits)
         raise MinwaError(f"{out} holds parts of {len(splits)} different splits ({names}); delete the part files "
                          "of the split you abandoned (its shards are reused if the plan is the same)")
-    n = splits[0]
+    return splits[0]
+
+
+def _all_there(out: Path, parts: dict[Part, dict], n: int) -> None:
     missing = [k for k in range(n) if Part(k, n) not in parts]
     if missing:
         src = next(iter(parts.values()))["source"]["source"]["path"]
@@ -70,7 +72,6 @@ def _one_split(out: Path, parts: dict[Part, dict]) -> int:
         raise MinwaError(f"{plural(len(missing), 'part')} of {n} {'is' if len(missing) == 1 else 'are'} missing "
                          f"(no part-K-of-{n}.json for K = {which}): run `minwa pack {src} {out} --part K/{n}` for "
                          "each (or gather its files here), then merge")
-    return n
 
 
 def _agreeing(out: Path, parts: dict[Part, dict], n: int) -> dict:

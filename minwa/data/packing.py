@@ -29,7 +29,7 @@ import numpy as np
 
 from minwa.data import decode as dec
 from minwa.data.index import index_bytes
-from minwa.data.parts import Part, is_part_file, write_part_manifest
+from minwa.data.parts import Part, hold_parts, is_part_file, write_part_manifest
 from minwa.data.shards import FORMAT, SAFE_SHARD, VERSION, TarShardWriter, shard_name
 from minwa.data.sources import ImageDataset, open_dataset
 from minwa.errors import MinwaError, require_path
@@ -194,7 +194,7 @@ def pack(
     _refuse_out_inside(out, src.path if isinstance(src, ImageDataset) else require_path(src, "data"))
     prepare_output_folder(out, "output folder")
     command, lock = (f"minwa pack --part {part}", part.lock_name) if part else ("minwa pack", LOCK_NAME)
-    with hold_folder(out, command, name=lock):
+    with hold_folder(out, command, name=lock), hold_parts(out, command, [] if part else None):
         dataset = src if isinstance(src, ImageDataset) else open_dataset(src, split=split)
         _refuse_out_inside(out, dataset.path)
         return _pack_into(dataset, out, settings, int(workers), progress, part)

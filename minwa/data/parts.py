@@ -18,22 +18,24 @@ running the same command again, which keeps its completed shards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from minwa.errors import MinwaError
 from minwa.utils.atomic import atomic_write_json
+from minwa.utils.folder_lock import FolderInUse, FolderLock
 
 PART_FORMAT = "minwa-pack-part"
 PART_VERSION = 1
 PART_FILE = re.compile(r"^part-(\d+)-of-(\d+)\.json$")
-PART_LOCK = re.compile(r"^\.minwa-part-\d+-of-\d+\.lock$")
+PART_LOCK = re.compile(r"^\.minwa-part-(\d+)-of-(\d+)\.lock$")
 _SHARD_FILE = re.compile(r"^shard-(\d+)\.")
 _REQUIRED = {"part", "parts", "plan", "settings", "num_shards", "source", "shards", "pack_seconds"}
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -95,6 +97,21 @@ class Part:
 def is_part_file(name: str) -> bool:
     """A part manifest or a part's lock: files of a pack in parts, not foreign to its folder."""
     return bool(PART_FILE.match(name) or PART_LOCK.match(name))
+
+
+@contextlib.contextmanager
+def hold_parts(out: Path, command: str, parts: Iterable[Part] | None = None):
+    """Hold the locks of ``parts`` (default: every part whose lock file is in ``out``) while ``command`` (a
+    merge, a whole pack) works on the folder: a part still running is one sentence, and none starts."""
+    if parts is None:
+        parts = [Part(int(m[1]), int(m[2])) for m in map(PART_LOCK.match, sorted(os.listdir(out))) if m]
+    with contextlib.ExitStack() as held:
+        for part in parts:
+            try:
+                held.enter_context(FolderLock(out, command, part.lock_name))
+            except FolderInUse as e:
+                raise MinwaError(f"{part.describe()} is still running: {e}") from None
+        yield
 
 
 def write_part_manifest(out: Path, part: Part, *, plan: str, settings: dict, source: dict, num_shards: int,
