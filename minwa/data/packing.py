@@ -220,7 +220,7 @@ def _pack_into(dataset: ImageDataset, out: Path, settings: dict, workers: int, p
     workers = workers or len(os.sched_getaffinity(0))  # the cores this process may use (a SLURM task's)
     workers = max(1, min(workers, len(todo)))
     t0 = time.perf_counter()
-    bar = _Progress(progress, len(mine), len(records), f"packing {part.describe() + ' of ' if part else ''}{dataset.describe()}")
+    bar = _Progress(progress, len(mine), len(records), f"packing {dataset.describe()}" + (f", {part.describe()}" if part else ""))
     try:
         with bar:
             _write_shards(todo, records, workers, bar, (dataset, out, order, settings, plan))
