@@ -30,8 +30,9 @@ class Accumulator:
 
     def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
         self.n += len(labels)
+        ranked = probs.topk(min(self.topk[-1], probs.shape[1]), dim=1).indices == labels[:, None]  # one sort, all k
         for k in self.topk:
-            self.hits[k] += int(topk_correct(probs, labels, k).sum())
+            self.hits[k] += int(ranked[:, :k].any(dim=1).sum())
         if self.confusion is not None:
             np.add.at(self.confusion, (labels.numpy(), probs.argmax(dim=1).numpy()), 1)
 
