@@ -34,6 +34,7 @@ test: dev-install
 	@bash scripts/ensure-dataset.sh "$(DATA)" --optional
 	@bash scripts/ensure-photos.sh
 	@bash scripts/ensure-torchvision.sh
+	@bash scripts/ensure-wordnet.sh
 	@bash scripts/ensure-chromium.sh
 	$(PY) -m pytest -q
 

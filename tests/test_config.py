@@ -94,7 +94,7 @@ def test_cli_surface_is_frozen():
                                      "--init", "--finetune", "--resume", "--overwrite", "--set", "--print-config",
                                      "--quiet"])
     assert flags("eval") == sorted(["--help", "--config", "--set", "--print-config", "--ckpt", "--data", "--out",
-                                    "--json"])
+                                    "--json", "--topk", "--hierarchy"])
 
 
 def test_cli_errors_are_one_line(capsys, tmp_path):
@@ -217,7 +217,7 @@ def test_eval_config_file_flags_and_set_in_order(capsys, tmp_path):
     assert code == 0
     (tmp_path / "e.toml").write_text(out)
     cfg = config_io.load(EvalConfig(), tmp_path / "e.toml")
-    assert cfg == EvalConfig(ckpts=["b", "c"], data="val", scales=[28, 56], flip=True, json=True, topk=2)
+    assert cfg == EvalConfig(ckpts=["b", "c"], data="val", scales=[28, 56], flip=True, json=True, topk=[2])
 
 
 def test_builders_use_their_configs_check():

@@ -55,7 +55,7 @@ def test_eval_and_predict_agree_with_training(tiny_run, fashion_dir, capsys):
     meta = json.loads((tiny_run / "run" / "best.json").read_text())  # a run folder means its best epoch
     assert report["images"] == 500
     assert abs((1 - report["top1_error"]) - meta["metrics"]["val_acc"]) < 0.01  # same weights, same test set
-    assert report["topk"] == 5 and report["topk_error"] < report["top1_error"]
+    assert report["topk"] == [1, 5] and report["topk_errors"]["5"] == report["topk_error"] < report["top1_error"]
     assert (tiny_run / "eval" / "confusion.png").is_file()
 
     from minwa.data import open_dataset

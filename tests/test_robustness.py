@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from minwa.augment.config import AugmentConfig
 from minwa.augment.engine import Augmenter
@@ -19,8 +18,7 @@ from minwa.errors import MinwaError
 from minwa.evaluate import EvalConfig, evaluate
 from minwa.evaluate.robustness import (CORRUPTIONS, VIGNETTE_RADIUS, Corrupted, apply_corruption, corrupt,
                                        plot_robustness, robustness_curves, scaled_uint8, to_uint8)
-from minwa.models import create_model
-from minwa.models.checkpoint import save_checkpoint
+from model_fixtures import train_tiny_fashion
 
 SCALE, CROP = 128, 112
 
@@ -121,25 +119,9 @@ def checkpoints(tmp_path_factory, fashion_dir):
     """Two deepimage-tiny nets (two seeds) trained for one epoch of 2,000 real training images (~5 s each)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    train = open_dataset(fashion_dir, "train")
-    x = torch.from_numpy(train.pixels()[:2000].copy()).permute(0, 3, 1, 2).float() / 255
-    y = torch.from_numpy(train.labels[:2000])
-    mean, std = float(x.mean()), float(x.std())
-    x = (x - mean) / std
     folder = tmp_path_factory.mktemp("robust")
-    paths = {}
-    for name, seed in (("seed 0", 0), ("seed 1", 1)):
-        torch.manual_seed(seed)
-        model = create_model("deepimage-tiny", 10, 1, batchnorm=True, dropout=0.0)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        model.train()
-        for i in range(0, 2000, 50):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[i:i + 50]), y[i:i + 50]).backward()
-            opt.step()
-        paths[name] = str(save_checkpoint(folder / name.replace(" ", "-"), model, {
-            "model": "deepimage-tiny", "model_kwargs": {"batchnorm": True, "dropout": 0.0}, "num_classes": 10,
-            "in_chans": 1, "classes": train.classes, "scale": 28, "crop": 28, "mean": [mean], "std": [std]}))
+    paths = {name: str(train_tiny_fashion(fashion_dir, folder / name.replace(" ", "-"), n=2000, seed=seed))
+             for name, seed in (("seed 0", 0), ("seed 1", 1))}
     torch.set_num_threads(before)
     return paths
 

@@ -12,7 +12,7 @@ from minwa.evaluate.config import EvalConfig, check
 from minwa.utils.folder_lock import hold_folder
 from minwa.utils.output import prepare_output_folder
 
-HELP = "evaluate checkpoints: multi-scale, flips, dense testing, ensembles; top-1/top-5 error, per-class table"
+HELP = "evaluate checkpoints: multi-scale, flips, dense testing, ensembles; top-k errors, per-class table"
 DESCRIPTION = """Evaluate checkpoints. The settings are the fields of EvalConfig (--print-config lists them):
 a TOML/YAML file (--config), then the shorthands below, then overrides (--set scales=[256,384,512]
 --set flip=true --set dense=true --set limit=1000 ...)."""
@@ -28,11 +28,16 @@ def add_arguments(p):
     p.add_argument("--out", metavar="DIR", help="folder for eval.json and confusion.png "
                                                 "(= out; default: eval/ beside the first checkpoint)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of tables (= json=true)")
+    p.add_argument("--topk", metavar="K1,K2,...", help="top-k errors to report, e.g. 1,5,20 (= topk; default 1,5)")
+    p.add_argument("--hierarchy", action="store_true",
+                   help="WordNet-id classes: also score answers summed up WordNet's hypernym tree (= hierarchy=true; "
+                        "hierarchy_threshold=0.9, wordnet=/usr/share/wordnet)")
 
 
 def resolve_config(args) -> EvalConfig:
     """EvalConfig's defaults → file → flags → --set, in that order."""
-    flags = {"ckpts": args.ckpt, "data": args.data, "out": args.out, "json": args.json or None}
+    flags = {"ckpts": args.ckpt, "data": args.data, "out": args.out, "json": args.json or None,
+             "topk": args.topk, "hierarchy": args.hierarchy or None}
     return config_io.load(EvalConfig(), args.config, args.overrides, flags=flags)
 
 

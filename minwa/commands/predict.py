@@ -39,6 +39,13 @@ def add_arguments(p):
     p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                    help="= runtime.precision (auto: bf16 where the device has bf16 units, else fp16 on GPUs, fp32)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    p.add_argument("--hierarchy", action="store_true",
+                   help="WordNet-id classes: also the most specific WordNet synset holding --threshold of the "
+                        "probability (\"dog 96%%\" when the breed is uncertain)")
+    p.add_argument("--threshold", type=float, default=0.9, metavar="P",
+                   help="with --hierarchy: the probability the answer must hold (default 0.9)")
+    p.add_argument("--wordnet", default="", metavar="DIR",
+                   help="folder holding WordNet's data.noun (default /usr/share/wordnet: Debian's wordnet-base)")
     add_max_pixels(p)
 
 
@@ -64,6 +71,8 @@ def run(args) -> int:
 
     if args.topk < 1:
         raise MinwaError("--topk must be at least 1")
+    if not 0 < args.threshold <= 1:
+        raise MinwaError(f"--threshold must be in (0, 1], got {args.threshold}")
     if args.max_pixels < 0:
         raise MinwaError(f"--max-pixels must be 0 (no limit) or positive, got {args.max_pixels}")
     images = expand_folders(args.images)
@@ -71,12 +80,22 @@ def run(args) -> int:
         for ckpt in args.ckpt:
             print(f"checkpoint {describe_checkpoint(ckpt)}")
     results = predict(args.ckpt, images, args.topk, scales=args.scales, flip=args.flip, dense=args.dense,
-                      device=args.device, precision=args.precision, max_pixels=args.max_pixels)
+                      device=args.device, precision=args.precision, max_pixels=args.max_pixels,
+                      hierarchy=args.threshold if args.hierarchy else 0.0, wordnet=args.wordnet)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     for r in results:
         print(r["image"])
         for t in r["top"]:
-            print(f"  {t['probability']:7.2%}  {t['class']}")
+            print(f"  {t['probability']:7.2%}  {t['name']}")
+        if "hierarchy" in r:
+            print(f"  {hierarchy_line(r['hierarchy'])}")
     return 0
+
+
+def hierarchy_line(h: dict) -> str:
+    """``hierarchy: n02084071 dog 96% (n02099601 golden retriever 41%, ...)`` — the answer and what it holds."""
+    beneath = ", ".join(f"{b['name']} {b['probability']:.0%}" for b in h["beneath"])
+    return (f"hierarchy ({h['threshold']:.0%}): {h['name']} {h['probability']:.0%}"
+            + (f" ({beneath})" if beneath else ""))

@@ -1,6 +1,6 @@
 """Testing as §5.1 of the paper does it: several scales, mirrors, dense FC-as-conv, softmax-averaged ensembles.
 
-``evaluate(cfg)`` scores checkpoints on a data set (top-1/top-5 error, mean per-class accuracy,
+``evaluate(cfg)`` scores checkpoints on a data set (top-k errors for any k, mean per-class accuracy,
 per-class table, confusion matrix); ``predict(ckpts, images, topk)`` gives class names with
 probabilities. Both average softmax outputs over views and over ensemble members.
 ``robustness_curves(ckpts, dataset)`` scores models on the data corrupted at graded severities (Figure 9). Names are imported

@@ -19,14 +19,17 @@ import torch
 
 from minwa.data.decode import MAX_PIXELS
 from minwa.errors import MinwaError
-from minwa.evaluate.config import EvalConfig, check
+from minwa.evaluate.config import EvalConfig, check, topk_list
 from minwa.evaluate.ensemble import (Member, ensemble_probs, load_members, mean_probs, prepare, view_probs)
-from minwa.evaluate.metrics import Accumulator, mean_class_accuracy
+from minwa.evaluate.metrics import Accumulator, HierarchyTally, mean_class_accuracy
 from minwa.evaluate.preprocess import read
 from minwa.evaluate.report import EvalReport, per_class_rows
 from minwa.utils.device import resolve_device
 from minwa.utils.words import plural
 from minwa.utils.device_caps import resolve_precision
+from minwa.wordnet.database import WordNet
+from minwa.wordnet.hierarchy import Hierarchy
+from minwa.wordnet.names import display_names
 
 
 def _views(scales, flip):
@@ -153,6 +156,8 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
     prepare(members, device, rt.channels_last)
     dataset = dataset if dataset is not None else _open_eval_data(cfg, members)
     classes = members[0].classes
+    tally = HierarchyTally(_hierarchy(classes, cfg.wordnet), cfg.hierarchy_threshold) if cfg.hierarchy else None
+    names = class_names(members, cfg.wordnet)
     labels_all = checkpoint_labels(dataset, members)
     k = len(classes)
     scales_of = {m.name: list((member_scales or {}).get(m.name) or cfg.scales) or [m.scale] for m in members}
@@ -160,7 +165,8 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
     if note:
         print(f"warning: {note}", file=sys.stderr)
     rows = combination_rows(members, scales_of, cfg.flip)
-    accs = [Accumulator(k, cfg.topk, confusion=True) for _ in rows]
+    ks = topk_list(cfg.topk)
+    accs = [Accumulator(k, ks, confusion=True) for _ in rows]
     n = len(dataset) if not cfg.limit else min(cfg.limit, len(dataset))
     if n == 0:
         raise MinwaError("the evaluation data hold no images")
@@ -182,24 +188,45 @@ def evaluate(cfg: EvalConfig, *, members: list[Member] | None = None, dataset=No
             else:
                 p = mean_probs(probs_of[row["member"]], row["views"])
             acc.update(p, labels)
+        if tally is not None:
+            tally.update(p, labels)  # the last row's: the requested combination
     if bar:
         bar.stop()
     seconds = time.perf_counter() - t0
     final = accs[-1]
     confusion = final.confusion
     return EvalReport(
-        top1_error=final.top1_error, topk_error=final.topk_error, topk=cfg.topk,
+        top1_error=final.top1_error, topk_error=final.topk_error, topk=ks, topk_errors=final.errors, names=names,
+        hierarchy=tally.summary() if tally else {},
         mean_class_accuracy=mean_class_accuracy(confusion), images=n, classes=classes,
         per_class=per_class_rows(confusion, classes), confusion=confusion.tolist(),
         rows=[{"name": r["name"], "member": r["member"], "views": r["views"], "top1_error": a.top1_error,
-               "topk_error": a.topk_error, "mean_class_accuracy": mean_class_accuracy(a.confusion)}
+               "topk_error": a.topk_error, "topk_errors": a.errors, "mean_class_accuracy": mean_class_accuracy(a.confusion)}
               for r, a in zip(rows, accs)],
         members=[{"name": m.name, "model": m.meta.get("model"), "scale": m.scale, "crop": m.crop,
                   "test_scales": scales_of[m.name]} for m in members],
         settings={"data": str(getattr(dataset, "path", cfg.data)), "split": cfg.split, "flip": cfg.flip,
-                  "dense": cfg.dense, "precision": precision, "device": str(device), "topk": cfg.topk},
+                  "dense": cfg.dense, "precision": precision, "device": str(device), "topk": ks},
         seconds=seconds, images_per_s=n / seconds,
     )
+
+
+def class_names(members: list[Member], wordnet: str = "") -> list[str]:
+    """How the classes are shown (``minwa.wordnet.display_name``); a note on stderr when WordNet ids stay
+    unnamed because WordNet's files are missing."""
+    names, note = display_names(members[0].classes, wordnet, members[0].meta.get("class_descriptions"))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return names
+
+
+def _hierarchy(classes: list[str], wordnet: str = "") -> Hierarchy:
+    """The WordNet tree above the classes, for ``--hierarchy`` (missing WordNet files: one sentence, exit 2)."""
+    wn = WordNet(wordnet)
+    try:
+        return Hierarchy(classes, wn)
+    finally:
+        wn.close()
 
 
 def _progress_bar(enabled: bool, n: int):
@@ -225,15 +252,20 @@ def batch_probs(members: list[Member], images, scales_of: dict, flip: bool, dens
 
 def predict(ckpts, images, topk: int = 5, *, scales=(), flip: bool = False, dense: bool = False,
             device: str = "auto", precision: str = "auto", members: list[Member] | None = None,
-            max_pixels: int = MAX_PIXELS, batch_size: int = 256) -> list[dict]:
+            max_pixels: int = MAX_PIXELS, batch_size: int = 256, hierarchy: float = 0.0,
+            wordnet: str = "") -> list[dict]:
     """Top-k classes with probabilities for each image (a path or a uint8 H×W×C array), through the same
     scale/flip/ensemble averaging as :func:`evaluate`, ``batch_size`` images read and run at a time;
-    image files over ``max_pixels`` are refused."""
+    image files over ``max_pixels`` are refused. Each class comes with its display ``name`` (WordNet's words
+    for a WordNet id, read from ``wordnet``). ``hierarchy`` > 0 adds, per image, the most specific WordNet
+    synset holding at least that much probability and the likeliest labels beneath it."""
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     members = members or load_members(ckpts, dev)
     prepare(members, dev)
     classes = members[0].classes
+    tree = _hierarchy(classes, wordnet) if hierarchy else None
+    names = class_names(members, wordnet)
     scales_of = {m.name: list(scales) or [m.scale] for m in members}
     # decoded as evaluate decodes a folder of files (RGB, shorter side >= the largest scale); a grey model's
     # luma is taken after the resize, as for every other input (minwa.evaluate.preprocess)
@@ -245,9 +277,20 @@ def predict(ckpts, images, topk: int = 5, *, scales=(), flip: bool = False, dens
         arrays = [im if isinstance(im, np.ndarray) else read(im, min_side, max_pixels)
                   for im in chunk]
         _, member_final = batch_probs(members, arrays, scales_of, flip, dense, dev, precision)
-        top = ensemble_probs(list(member_final.values())).topk(min(topk, len(classes)), dim=1)
+        probs = ensemble_probs(list(member_final.values())).float().cpu()
+        top = probs.topk(min(topk, len(classes)), dim=1)
+        answers = tree.answers(probs, hierarchy) if tree else []
         for i, im in enumerate(chunk):
             name = str(im) if not isinstance(im, np.ndarray) else f"array {start + i}"
-            results.append({"image": name, "top": [{"class": classes[j], "index": int(j), "probability": float(p)}
-                                                   for p, j in zip(top.values[i], top.indices[i])]})
+            result = {"image": name, "top": [_entry(classes, names, int(j), float(p))
+                                             for p, j in zip(top.values[i], top.indices[i])]}
+            if tree:
+                result["hierarchy"] = {**answers[i].to_dict(), "threshold": hierarchy,
+                                       "beneath": [_entry(classes, names, j, p)
+                                                   for j, p in tree.beneath(answers[i], probs[i])]}
+            results.append(result)
     return results
+
+
+def _entry(classes, names, j: int, p: float) -> dict:
+    return {"class": classes[j], "name": names[j], "index": j, "probability": p}

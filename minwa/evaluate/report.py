@@ -17,18 +17,21 @@ from minwa.utils.atomic import atomic_save_figure, atomic_write_json
 @dataclass
 class EvalReport:
     top1_error: float  # of the requested combination (all members, scales and flips)
-    topk_error: float
-    topk: int
+    topk_error: float  # at the largest k asked for
+    topk: list[int]  # every k reported (1 always among them)
     mean_class_accuracy: float
     images: int
     classes: list[str]
     per_class: list[dict]  # class, images, accuracy, confused_with, confused_count
     confusion: list[list[int]]  # rows: true class, columns: top-1 prediction
-    rows: list[dict]  # breakdown: name, members, scales, flip, top1_error, topk_error
+    rows: list[dict]  # breakdown: name, members, scales, flip, top1_error, topk_error, topk_errors
     members: list[dict]  # name, model, scale, crop
     settings: dict
     seconds: float
     images_per_s: float
+    topk_errors: dict = field(default_factory=dict)  # str(k) -> top-k error, every k asked for
+    names: list[str] = field(default_factory=list)  # how each class is shown (minwa.wordnet.display_name)
+    hierarchy: dict = field(default_factory=dict)  # --hierarchy's summary (metrics.HierarchyTally), else {}
     files: dict = field(default_factory=dict)
 
     @property
@@ -65,34 +68,57 @@ def per_class_rows(confusion: np.ndarray, classes: list[str]) -> list[dict]:
 
 
 def print_report(report: EvalReport, console=None) -> None:
-    """The tables and the summary line; top-k is shown only with more than k classes (with k or fewer it
-    is always 0% error, and says nothing)."""
+    """The tables and the summary line. A top-k error is shown only with more than k classes (with k or
+    fewer it is always 0%, and says nothing): one line says which were left out."""
     console = console or Console()
-    k = report.topk
-    show_k = len(report.classes) > k
+    names = dict(zip(report.classes, report.names or report.classes))
+    ks = [k for k in report.topk if k > 1 and len(report.classes) > k]
     if len(report.rows) > 1:
         t = Table(title="views and members combined (softmax averaged)")
         t.add_column("combination")
-        t.add_column("top-1 error", justify="right")
-        if show_k:
+        for k in [1, *ks]:
             t.add_column(f"top-{k} error", justify="right")
         for r in report.rows:
-            t.add_row(r["name"], f"{r['top1_error']:.2%}", *([f"{r['topk_error']:.2%}"] if show_k else []))
+            t.add_row(r["name"], *(f"{_error(r, k):.2%}" for k in [1, *ks]))
         console.print(t)
     t = Table(title=f"per class ({report.images:,} images)")
     for col, just in (("class", "left"), ("images", "right"), ("accuracy", "right"), ("most confused with", "left")):
         t.add_column(col, justify=just)
     for r in report.per_class:
         acc = "-" if not math.isfinite(r["accuracy"]) else f"{r['accuracy']:.2%}"
-        conf = f"{r['confused_with']} ({r['confused_count']})" if r["confused_with"] else ""
-        t.add_row(r["class"], f"{r['images']:,}", acc, conf)
+        conf = f"{names[r['confused_with']]} ({r['confused_count']})" if r["confused_with"] else ""
+        t.add_row(names[r["class"]], f"{r['images']:,}", acc, conf)
     console.print(t)
-    topk = f"top-{k} error {report.topk_error:.2%}  " if show_k else ""
-    console.print(f"top-1 error {report.top1_error:.2%}  {topk}"
+    if report.hierarchy:
+        print_hierarchy(report.hierarchy, console)
+    errors = "".join(f"top-{k} error {report.topk_errors[str(k)]:.2%}  " for k in ks)
+    console.print(f"top-1 error {report.top1_error:.2%}  {errors}"
                   f"mean per-class accuracy {report.mean_class_accuracy:.2%}  "
                   f"({report.images:,} images, {report.seconds:.1f}s, {report.images_per_s:,.0f} images/s)")
+    left = [k for k in report.topk if k > 1 and k not in ks]
+    if left:
+        console.print(f"(top-{', top-'.join(map(str, left))} not shown: with {len(report.classes)} classes "
+                      f"any {left[0]} guesses hold the truth, so the error is 0)")
     for what, path in report.files.items():
         console.print(f"{what}: {path}")
+
+
+def _error(row: dict, k: int) -> float:
+    return row["top1_error"] if k == 1 else row["topk_errors"][str(k)]
+
+
+def print_hierarchy(h: dict, console) -> None:
+    """``--hierarchy``: how often the tree's answer is right and how specific it is, then where top-1 errs."""
+    console.print(f"hierarchy (WordNet, answer = the most specific synset holding {h['threshold']:.0%}): "
+                  f"answers right {h['answer_accuracy']:.2%}, {h['single_label_answers']:.1%} of them a single "
+                  f"label, {h['mean_labels_per_answer']:.1f} labels per answer on average")
+    if h["mistakes_by_common_ancestor"]:
+        parts = [f"{m['name'] or 'nothing in common'} {m['count']}" for m in h["mistakes_by_common_ancestor"]]
+        console.print(f"top-1 mistakes ({h['top1_mistakes']:,}) by the lowest synset above both prediction and "
+                      f"truth: {', '.join(parts)}")
+    if h["internal_labels"]:
+        console.print(f"{len(h['internal_labels'])} labels are also ancestors of other labels: each counts as a "
+                      f"leaf of its own ('the label itself') under its synset, toward no finer label")
 
 
 def save_confusion_png(confusion: np.ndarray, classes: list[str], path, title: str = "") -> Path:
@@ -130,7 +156,7 @@ def save_confusion_png(confusion: np.ndarray, classes: list[str], path, title: s
 def write_outputs(report: EvalReport, out) -> EvalReport:
     """``out/confusion.png`` and ``out/eval.json`` (written atomically, JSON last)."""
     out = Path(out)
-    png = save_confusion_png(np.asarray(report.confusion), report.classes, out / "confusion.png",
+    png = save_confusion_png(np.asarray(report.confusion), report.names or report.classes, out / "confusion.png",
                              f"top-1 error {report.top1_error:.2%}")
     report.files = {"confusion matrix": str(png), "metrics": str(out / "eval.json")}
     atomic_write_json(out / "eval.json", report.to_dict())

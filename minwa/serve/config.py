@@ -26,6 +26,7 @@ class ServeConfig:
     topk: int = 5  # classes per answer unless the request asks for another number
     scales: list[int] = field(default_factory=list)  # default test scales (empty: each model's own)
     flip: bool = False  # default: also the mirrored image
+    wordnet: str = ""  # folder holding WordNet's data.noun, for class names (""= /usr/share/wordnet)
     warmup: bool = True  # run full batches once before /readyz says ready
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 

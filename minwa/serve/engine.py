@@ -11,7 +11,7 @@ import torch
 from minwa.evaluate.preprocess import read_bytes
 from minwa.errors import MinwaError
 from minwa.evaluate.ensemble import ensemble_probs, load_members, prepare
-from minwa.evaluate.pipeline import batch_probs
+from minwa.evaluate.pipeline import batch_probs, class_names
 from minwa.serve.config import MAX_SCALE, ServeConfig
 from minwa.utils.device import resolve_device
 from minwa.utils.device_caps import resolve_precision
@@ -30,6 +30,7 @@ class Engine:
         self.members = members or load_members(cfg.ckpts, self.device)
         prepare(self.members, self.device, rt.channels_last)
         self.classes = self.members[0].classes
+        self.class_names = class_names(self.members, cfg.wordnet)  # WordNet's words for WordNet ids
         self.channels = 1 if all(m.in_chans == 1 for m in self.members) else 3  # as predict reads files
         self.max_pixels = cfg.max_pixels
         self.default_scales = tuple(cfg.scales)
@@ -63,7 +64,7 @@ class Engine:
     def top(self, probs: torch.Tensor, k: int) -> list[dict]:
         """The ``k`` most probable classes of one image, as ``predict`` lists them."""
         top = probs.topk(min(k, len(self.classes)))
-        return [{"class": self.classes[j], "index": int(j), "probability": float(p)}
+        return [{"class": self.classes[j], "name": self.class_names[j], "index": int(j), "probability": float(p)}
                 for p, j in zip(top.values, top.indices)]
 
     def warm_up(self, max_batch: int) -> None:
