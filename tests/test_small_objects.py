@@ -58,11 +58,12 @@ def test_train_and_test_never_share_a_background(made):
     assert manifest["object_side_fraction"] == list(OBJECT_SIDE) and manifest["counts"] == {"train": 40, "test": 20}
 
 
-def test_objects_span_8_to_20_percent_of_the_shorter_side_and_lie_inside(made):
+def test_objects_span_8_to_20_percent_of_the_shorter_side_and_lie_in_the_central_square(made):
     for r in _boxes(made):
         w, h, x, y, side = (int(r[k]) for k in ("width", "height", "x", "y", "side"))
         assert OBJECT_SIDE[0] <= side / min(w, h) <= OBJECT_SIDE[1]
-        assert 0 <= x and x + side <= w and 0 <= y and y + side <= h
+        s = min(w, h)  # inside the central square: the test's centre crop always holds the item
+        assert (w - s) // 2 <= x and x + side <= (w - s) // 2 + s and (h - s) // 2 <= y and y + side <= (h - s) // 2 + s
         x0, y0, x1, y1 = (int(r[k]) for k in ("x0", "y0", "x1", "y1"))
         assert x <= x0 < x1 <= x + side and y <= y0 < y1 <= y + side
 
@@ -97,3 +98,15 @@ def test_refusals_are_one_sentence(made, fashion_dir, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MinwaError, match="no background photographs found"):
         make_small_objects(tmp_path / "y", fashion=fashion_dir, **{**TINY, "backgrounds": [tmp_path / "empty"]})
+    assert main(["make-dataset", "small-objects", str(tmp_path / "z"), "--object-side", "0.3", "0.2"]) == 2
+    assert "the object side must be fractions 0 < LOW <= HIGH <= 1" in capsys.readouterr().err
+
+
+def test_object_side_option_sets_the_item_size(fashion_dir, tmp_path):
+    if not all(p.is_dir() for p in PHOTOS):
+        pytest.skip("wallpaper photographs not installed (apt-get install mate-backgrounds sway-backgrounds)")
+    big = make_small_objects(tmp_path / "big", fashion=fashion_dir, workers=1, object_side=(0.4, 0.5),
+                             **{**TINY, "train": 10, "test": 10})
+    sides = [int(r["side"]) / min(int(r["width"]), int(r["height"])) for r in _boxes(big)]
+    assert len(sides) == 20 and all(0.4 <= s <= 0.5 for s in sides)
+    assert json.loads(big.manifest.read_text())["object_side_fraction"] == [0.4, 0.5]

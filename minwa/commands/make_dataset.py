@@ -16,6 +16,8 @@ def add_arguments(p):
     q.add_argument("--seed", type=int, default=0, help="the same seed makes the same files (default 0)")
     q.add_argument("--workers", type=int, default=0, metavar="W", help="processes (default 0: all cores)")
     q.add_argument("--short-side", type=int, default=512, metavar="PX", help="shorter side of every image (default 512)")
+    q.add_argument("--object-side", type=float, nargs=2, default=(0.08, 0.20), metavar=("LOW", "HIGH"),
+                   help="the item's side as fractions of the shorter side (default 0.08 0.20)")
     q.add_argument("--fashion", default="/usr/share/datasets/fashion-mnist", metavar="DIR",
                    help="folder with the Fashion-MNIST *-ubyte.gz files")
     q.add_argument("--overwrite", action="store_true", help="replace OUT/train and OUT/test if OUT is not empty")
@@ -31,7 +33,7 @@ def run(args) -> int:
 
     r = make_small_objects(args.out, train=args.train, test=args.test, seed=args.seed, workers=args.workers,
                            short_side=args.short_side, progress=not args.quiet, overwrite=args.overwrite,
-                           fashion=args.fashion)
+                           fashion=args.fashion, object_side=tuple(args.object_side))
     print(f"wrote {r.counts['train']:,} train and {r.counts['test']:,} test images to {r.out} "
           f"({len(r.sources['train'])} + {len(r.sources['test'])} background photographs) in {r.seconds:.1f} s")
     return 0
