@@ -84,6 +84,14 @@ def _write_shard(k: int) -> dict:
         if not done:
             raise
         raise NoSpace(e.path, writer.pos * len(keys) // done, "about ") from None
+    return finish_shard(out, k, index, tar_sha, tar_bytes, plan, len(ds.classes), rejected, hist)
+
+
+def finish_shard(out: Path, k: int, index: np.ndarray, tar_sha: str, tar_bytes: int, plan: str, num_classes: int,
+                 rejected: list, hist: dict) -> dict:
+    """After shard ``k``'s tar: write its ``.idx`` and its ``.json`` record (the record a part manifest and
+    ``shard_manifest`` read); returns the record. ``hist``: {(height, width): samples}."""
+    name = shard_name(k)
     idx = index_bytes(index)
     atomic_write_bytes(out / f"{name}.idx", idx)
     record = {
@@ -91,7 +99,7 @@ def _write_shard(k: int) -> dict:
         "bytes": tar_bytes, "sha256": tar_sha, "index_sha256": hashlib.sha256(idx).hexdigest(),
         "plan": plan, "rejected": rejected,
         "sizes": [[h, w, c] for (h, w), c in sorted(hist.items())],
-        "class_counts": np.bincount(index["label"], minlength=len(ds.classes)).tolist(),
+        "class_counts": np.bincount(index["label"], minlength=num_classes).tolist(),
     }  # fmt: skip
     atomic_write_json(out / f"{name}.json", record)
     return record
@@ -220,7 +228,7 @@ def _pack_into(dataset: ImageDataset, out: Path, settings: dict, workers: int, p
     workers = workers or len(os.sched_getaffinity(0))  # the cores this process may use (a SLURM task's)
     workers = max(1, min(workers, len(todo)))
     t0 = time.perf_counter()
-    bar = _Progress(progress, len(mine), len(records), f"packing {dataset.describe()}" + (f", {part.describe()}" if part else ""))
+    bar = ShardProgress(progress, len(mine), len(records), f"packing {dataset.describe()}" + (f", {part.describe()}" if part else ""))
     try:
         with bar:
             _write_shards(todo, records, workers, bar, (dataset, out, order, settings, plan))
@@ -297,7 +305,7 @@ def shard_manifest(source: dict, settings: dict, records: list[dict]) -> dict:
     }  # fmt: skip
 
 
-class _Progress:
+class ShardProgress:
     """A rich progress bar over shards when asked for and attached to a terminal."""
 
     def __init__(self, enabled: bool, total: int, done: int, title: str):
