@@ -11,7 +11,9 @@ fresh process (``python -m minwa.benchmarks.scale21k WHAT ARGS``), so its reside
   the loader calls), all ranks in one process: seconds and peak memory.
 - loader: ``build_loader`` streaming (``cache="none"``) with ``workers`` processes: start-up (building it
   and its first batch), then the steady rate over ``loader_samples`` samples and the CPU time of all
-  processes per sample; less a tiny JPEG's own decode, that is the per-sample overhead of the bookkeeping.
+  processes per sample. Less the pixel work (decoding the tiny JPEG and writing it into a batch row, timed
+  on the same samples in one process beforehand), that is the per-sample overhead of the bookkeeping:
+  the index lookup, CRC check, order, batch assembly and the hand-over between processes.
   The workers' resident memory (``/proc/PID/smaps_rollup``: Rss, Pss, private) is read while they run.
 - the yardstick: a 224 x 224 JPEG cut from a real photograph decoded by simplejpeg (``decode.decode``),
   and a 500 x 375 one decoded for 224 px as the loader does on ImageNet-like data.
@@ -126,9 +128,19 @@ def measure_loader(data: str, workers: int, batch_size: int, samples: int) -> di
     from minwa.data.loader import build_loader
     from minwa.data.shards import ShardDataset
 
+    from minwa.data.workers import empty_images, hwc
+
     ds = ShardDataset(data)
     tiny = [ds.encoded(i) for i in range(min(len(ds), 256))]
-    tiny_decode_us = per_item_us(lambda d: dec.decode(d, ds.channels), tiny, passes=5)
+    h, w = ds.image_size() or (224, 224)
+    row = hwc(empty_images((1, ds.channels, h, w))).numpy()[0]  # as the reader's batch rows
+
+    def pixels(d: bytes):  # what the reader does with a sample's bytes: decode, then resize into the batch
+        img = dec.decode(d, ds.channels, min(h, w))
+        dec.resize_chw(img, dec.square_box(*img.shape[:2], None), h, w, row)
+
+    tiny_decode_us = per_item_us(lambda d: dec.decode(d, ds.channels), tiny, passes=5, pick=statistics.median)
+    pixel_us = per_item_us(pixels, tiny, passes=5, pick=statistics.median)
     cfg = DataConfig(cache="none", workers=workers, batch_size=batch_size, scale=0)
     t0 = time.perf_counter()
     loader = build_loader(cfg, ds, train=True)
@@ -152,7 +164,7 @@ def measure_loader(data: str, workers: int, batch_size: int, samples: int) -> di
     return {"startup_s": round(startup, 3), "samples": n, "seconds": round(seconds, 3),
             "samples_per_s": round(n / seconds, 1) if seconds > 0 else None, "workers": workers,
             "batch_size": batch_size, "image": list(loader.image_size), "cpu_us_per_sample": round(cpu_us, 1),
-            "tiny_decode_us": tiny_decode_us, "overhead_us": round(cpu_us - tiny_decode_us, 1),
+            "tiny_decode_us": tiny_decode_us, "pixel_us": pixel_us, "overhead_us": round(cpu_us - pixel_us, 1),
             "main_memory": main, "worker_memory": per_worker}
 
 
@@ -291,8 +303,8 @@ def show(r: dict, console, Table) -> None:
         ("loader start-up (build + first batch)", f"{lo['startup_s']:.2f} s"),
         ("loader steady rate", f"{lo['samples_per_s']:,.0f} samples/s ({lo['workers']} workers, "
                                f"{lo['image'][0]}x{lo['image'][1]} px)"),
-        ("loader CPU per sample (all processes)", f"{lo['cpu_us_per_sample']:.1f} us, of which tiny decode "
-                                                  f"{lo['tiny_decode_us']:.1f} us"),
+        ("loader CPU per sample (all processes)", f"{lo['cpu_us_per_sample']:.1f} us, of which pixel work "
+                                                  f"{lo['pixel_us']:.1f} us (decode alone {lo['tiny_decode_us']:.1f})"),
         ("worker memory (Rss / Pss / private, MiB)",
          "; ".join(f"{w['rss_mb']:,.0f} / {w['pss_mb']:,.0f} / {w['private_mb']:,.0f}" for w in lo["worker_memory"])),
         ("224 px JPEG decode / 500x375 for 224 px", f"{r['decode']['decode_224_us']:.0f} / "
