@@ -17,6 +17,7 @@ from minwa.data import DataConfig, ShardDataset, build_loader, verify
 from minwa.data.index import INDEX_DTYPES, index_bytes
 from minwa.data.order import epoch_permutation
 from minwa.errors import MinwaError
+from minwa.synth import imagenet21k
 from minwa.synth.imagenet21k import TILE, class_names, make_imagenet21k
 from minwa.wordnet.database import WordNet, WordNetMissing
 
@@ -122,3 +123,26 @@ def test_bench_scale21k_quick_writes_every_figure(tmp_path, capsys):
     assert len(lo["worker_memory"]) == 2 and all(w["pss_mb"] > 0 for w in lo["worker_memory"])
     assert r["decode"]["decode_224_us"] > 0 and len(r["goals"]) == 4
     assert all(isinstance(g["pass"], bool) for g in r["goals"])
+
+
+def test_packing_does_not_keep_every_shards_class_counts(tmp_path, monkeypatch):
+    """A shard's record counts its samples per class over every class, and a pack kept every record whole
+    until the manifest: shards x classes (0.8 GB of the packing process for ImageNet-21k). Now the counts
+    are added up as the records arrive (``packing.ShardRecords``, which ``pack`` uses too)."""
+    jpegs = imagenet21k.tiny_jpegs(0)  # the photographs decoded before the measurement
+    monkeypatch.setattr(imagenet21k, "tiny_jpegs", lambda seed: jpegs)
+
+    def peak(classes: int) -> int:
+        tracemalloc.start()
+        try:
+            make_imagenet21k(tmp_path / str(classes), samples=1600, classes=classes, shard_size=20, workers=1,
+                             progress=False)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    grown = peak(10_000) - peak(50)
+    # every record kept: 80 shards x 10,000 classes x 8 bytes = 6.4 MB more (the rest: names, manifest JSON)
+    assert grown < 5e6, grown
+    m = json.loads((tmp_path / "10000" / "manifest.json").read_text())
+    assert sum(m["class_counts"]) == 1600 and len(m["class_counts"]) == 10_000

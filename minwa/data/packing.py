@@ -217,7 +217,7 @@ def _pack_into(dataset: ImageDataset, out: Path, settings: dict, workers: int, p
     order = pack_permutation(n, settings["seed"])
     mine = part.shards(num_shards) if part else range(num_shards)
 
-    records: dict[int, dict] = {}
+    records = ShardRecords(len(dataset.classes), keep_counts=part is not None)
     todo = []
     for k in mine:
         rec = _done_record(out, k, plan)
@@ -245,10 +245,27 @@ def _pack_into(dataset: ImageDataset, out: Path, settings: dict, workers: int, p
         return write_part_manifest(out, part, plan=plan, settings=settings, source=source_info(dataset),
                                    num_shards=num_shards, records=[records[k] for k in mine],
                                    seconds=time.perf_counter() - t0)
-    manifest = shard_manifest(source_info(dataset), settings, [records[k] for k in range(num_shards)])
+    manifest = shard_manifest(source_info(dataset), settings, [records[k] for k in range(num_shards)], records.counts)
     manifest["pack_seconds"] = round(time.perf_counter() - t0, 3)
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
+
+
+class ShardRecords(dict):
+    """The shards' records by shard number, as a pack collects them. For a whole pack, each record's class
+    counts (a list over every class) are added to ``counts`` and dropped as it arrives: kept, they grew as
+    shards x classes (2,840 x 21,841 for ImageNet-21k: 0.8 GB of the packing process, docs/BENCHMARKS.md
+    §16). A part keeps them (``counts`` None): its manifest lists them, and the merge adds them up."""
+
+    def __init__(self, num_classes: int, keep_counts: bool = False):
+        super().__init__()
+        self.counts = None if keep_counts else np.zeros(num_classes, np.int64)
+
+    def __setitem__(self, k: int, record: dict) -> None:
+        if self.counts is not None:
+            record = dict(record)
+            self.counts += np.asarray(record.pop("class_counts"), np.int64)
+        super().__setitem__(k, record)
 
 
 def _write_shards(todo: list[int], records: dict, workers: int, bar, work: tuple) -> None:
@@ -275,14 +292,17 @@ def source_info(dataset: ImageDataset) -> dict:
                        "num_inputs": len(dataset) + len(dataset.skipped)}}
 
 
-def shard_manifest(source: dict, settings: dict, records: list[dict]) -> dict:
-    """``manifest.json`` of the shards ``records`` (in shard order) of a source (``source_info``)."""
+def shard_manifest(source: dict, settings: dict, records: list[dict], counts: np.ndarray | None = None) -> dict:
+    """``manifest.json`` of the shards ``records`` (in shard order) of a source (``source_info``); ``counts``:
+    their samples per class, when already added up (``ShardRecords``), else from the records."""
     sizes: dict[tuple[int, int], int] = {}
-    counts = np.zeros(len(source["classes"]), np.int64)
+    if counts is None:
+        counts = np.zeros(len(source["classes"]), np.int64)
+        for r in records:
+            counts += np.asarray(r["class_counts"], np.int64)
     for r in records:
         for h, w, c in r["sizes"]:
             sizes[(h, w)] = sizes.get((h, w), 0) + c
-        counts += np.asarray(r["class_counts"], np.int64)
     keep = ("name", "index", "num_samples", "bytes", "sha256", "index_sha256")
     rejected = list(source["skipped"]) + [x for r in records for x in r["rejected"]]
     from minwa import __version__

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from minwa.data.packing import ShardProgress, finish_shard, shard_manifest
+from minwa.data.packing import ShardProgress, ShardRecords, finish_shard, shard_manifest
 from minwa.data.shards import BLOCK, VERSION, TarShardWriter, shard_name
 from minwa.errors import MinwaError
 from minwa.synth.backgrounds import find_pictures, open_picture
@@ -125,7 +125,7 @@ def make_imagenet21k(out, *, samples: int = SAMPLES, classes: int = CLASSES, sha
     work = dict(out=out, n=samples, size=shard_size, seed=seed, jpegs=tiny_jpegs(seed), classes=classes, plan=plan)
     workers = max(1, min(workers or len(os.sched_getaffinity(0)), num_shards))
     t0 = time.perf_counter()
-    records: dict[int, dict] = {}
+    records = ShardRecords(classes)
     with ShardProgress(progress, num_shards, 0, f"writing {samples:,} samples in {classes:,} classes") as bar:
         if workers == 1:
             _init_worker(work)
@@ -141,7 +141,7 @@ def make_imagenet21k(out, *, samples: int = SAMPLES, classes: int = CLASSES, sha
     _WORK.clear()
     source = {"classes": names, "channels": 3, "skipped": [],
               "source": {"kind": "synthetic", "path": "imagenet21k-synthetic", "split": None, "num_inputs": samples}}
-    manifest = shard_manifest(source, settings, [records[k] for k in range(num_shards)])
+    manifest = shard_manifest(source, settings, [records[k] for k in range(num_shards)], records.counts)
     manifest["pack_seconds"] = round(time.perf_counter() - t0, 3)
     manifest["synthetic"] = {"generator": "imagenet21k", "tile": TILE, "distinct_jpegs": TILES, "seed": seed}
     atomic_write_json(out / "manifest.json", manifest)
