@@ -197,8 +197,9 @@ class Scale21kBenchConfig:
     batch_per_rank: int = 32  # global batch = ranks x batch_per_rank (32 x 1024 = 32,768)
     workers: int = 2  # loader worker processes (0 = decode in the measuring process)
     batch_size: int = 256  # the loader's batch (one rank)
-    loader_samples: int = 300_000  # samples timed after the first batch (the steady rate)
+    loader_samples: int = 200_000  # samples timed after the first batch (the steady rate)
     repeats: int = 3  # fresh processes per open and per order measurement; the median counts
+    cold: bool = True  # evict the indices from the page cache before the first open; time the loader from disk too
     quick: bool = False  # 50,000 samples in 1,000 classes in a temporary folder, fewer timed samples: seconds
     json: bool = False
 

@@ -9,7 +9,9 @@ fresh process (``python -m minwa.benchmarks.scale21k WHAT ARGS``), so its reside
 - order: one epoch's permutation (``order.epoch_permutation``) and the partition of that epoch into
   ``ranks`` ranks' parts of every global batch of ``ranks x batch_per_rank`` (``order.rank_batch``, what
   the loader calls), all ranks in one process: seconds and peak memory.
-- loader: ``build_loader`` streaming (``cache="none"``) with ``workers`` processes: start-up (building it
+- loader (with ``cold``, first with the shards evicted from the page cache: random reads from disk, as
+  for a pack larger than memory; then again, the same samples now cached, which is what the goal judges):
+  ``build_loader`` streaming (``cache="none"``) with ``workers`` processes: start-up (building it
   and its first batch), then the steady rate over ``loader_samples`` samples and the CPU time of all
   processes per sample. Less the pixel work (decoding the tiny JPEG and writing it into a batch row, timed
   on the same samples in one process beforehand), that is the per-sample overhead of the bookkeeping:
@@ -62,13 +64,29 @@ def _status(pid: int | str = "self") -> dict:
 
 
 def _rollup(pid: int | str = "self") -> dict:
-    """Rss, Pss and private (clean + dirty) memory of a process, in MiB (``smaps_rollup``)."""
+    """Memory of a process in MiB (``smaps_rollup``): Rss, Pss, private (clean + dirty), and Rss split into
+    anonymous (its own and copy-on-write shared memory) and file pages (the shards' mapped pages: page
+    cache, shared and reclaimable; a fault maps its cached neighbours too, so this grows over an epoch)."""
     kb = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         key, _, value = line.partition(":")
         kb[key] = int(value.split()[0])
     return {"rss_mb": round(kb["Rss"] / 1024, 1), "pss_mb": round(kb["Pss"] / 1024, 1),
-            "private_mb": round((kb["Private_Clean"] + kb["Private_Dirty"]) / 1024, 1)}
+            "private_mb": round((kb["Private_Clean"] + kb["Private_Dirty"]) / 1024, 1),
+            "anon_mb": round(kb["Anonymous"] / 1024, 1), "file_mb": round((kb["Rss"] - kb["Anonymous"]) / 1024, 1)}
+
+
+def evict(folder: Path, suffix: str) -> int:
+    """Drop the ``*.suffix`` files of ``folder`` from the page cache (``POSIX_FADV_DONTNEED``), so that what
+    follows reads them from disk as a first run would; returns the files evicted."""
+    files = sorted(Path(folder).glob(f"shard-*.{suffix}"))
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return len(files)
 
 
 def _children() -> list[int]:
@@ -259,18 +277,30 @@ def run(cfg: Scale21kBenchConfig) -> int:
 
     with tempfile.TemporaryDirectory(prefix="minwa-scale21k-") as tmp:
         data = _data(cfg, Path(tmp) if cfg.quick else None, say)
-        say(f"opening {data} in {cfg.repeats} fresh processes")
-        opened = _median_run([_in_fresh_process("open", data=str(data)) for _ in range(cfg.repeats)])
+        say(f"opening {data} in {cfg.repeats} fresh processes" + (", the first with its indices evicted from the "
+                                                                   "page cache" if cfg.cold else ""))
+        runs = []
+        for k in range(cfg.repeats):
+            if cfg.cold and k == 0:
+                evict(data, "idx")
+            runs.append(_in_fresh_process("open", data=str(data)))
+        opened = {**_median_run(runs), "first_s": runs[0]["seconds"], "cold": cfg.cold}
         n = opened["samples"]
         say(f"one epoch's permutation of {n:,} and its partition into {cfg.ranks:,} ranks")
         order = _median_run([_in_fresh_process("order", n=n, ranks=cfg.ranks, batch_per_rank=cfg.batch_per_rank)
                              for _ in range(cfg.repeats)])
-        say(f"the loader, {cfg.workers} workers, {cfg.loader_samples or n:,} samples")
-        loader = _in_fresh_process("loader", data=str(data), workers=cfg.workers, batch_size=cfg.batch_size,
-                                   samples=cfg.loader_samples)
+        args = dict(data=str(data), workers=cfg.workers, batch_size=cfg.batch_size, samples=cfg.loader_samples)
+        cold = None
+        if cfg.cold:
+            say(f"the loader, {cfg.workers} workers, {cfg.loader_samples or n:,} samples, the shards evicted from "
+                "the page cache first (random reads from disk)")
+            evict(data, "tar")
+            cold = _in_fresh_process("loader", **args)
+        say(f"the loader again, the same samples{' (their pages now cached)' if cfg.cold else ''}")
+        loader = _in_fresh_process("loader", **args)
         say("the yardstick: decoding 224 px JPEGs")
         result = {"config": dataclasses.asdict(cfg), "data": str(data), "open": opened, "order": order,
-                  "loader": loader, "decode": decode_yardstick(),
+                  "loader": loader, "loader_cold": cold, "decode": decode_yardstick(),
                   "machine": {"cpu": platform.processor() or platform.machine(), "cores": len(os.sched_getaffinity(0)),
                               "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
                               "python": platform.python_version()}}
@@ -294,19 +324,23 @@ def show(r: dict, console, Table) -> None:
     for c in ("measure", "figure"):
         table.add_column(c)
     rows = [
-        ("open: seconds (each run)", ", ".join(f"{s:.2f}" for s in d["runs_s"])),
+        ("open: seconds (each run" + (", the first cold)" if d["cold"] else ")"), ", ".join(f"{s:.2f}" for s in d["runs_s"])),
         ("open: peak resident / own share / index", f"{d['peak_rss_mb']:,.0f} / {d['own_peak_mb']:,.0f} / "
                                                     f"{d['index_mb']:,.0f} MiB"),
         ("permutation + partition (each run)", f"{o['permutation_s']:.2f} + {o['partition_s']:.2f} s "
                                                f"({', '.join(f'{s:.2f}' for s in o['runs_s'])})"),
         ("order: peak resident / own share", f"{o['peak_rss_mb']:,.0f} / {o['own_peak_mb']:,.0f} MiB"),
         ("loader start-up (build + first batch)", f"{lo['startup_s']:.2f} s"),
+        *([("loader from disk (shards evicted first)", f"{r['loader_cold']['samples_per_s']:,.0f} samples/s, start-up "
+            f"{r['loader_cold']['startup_s']:.2f} s, {r['loader_cold']['cpu_us_per_sample']:.0f} us CPU a sample")]
+          if r["loader_cold"] else []),
         ("loader steady rate", f"{lo['samples_per_s']:,.0f} samples/s ({lo['workers']} workers, "
                                f"{lo['image'][0]}x{lo['image'][1]} px)"),
         ("loader CPU per sample (all processes)", f"{lo['cpu_us_per_sample']:.1f} us, of which pixel work "
                                                   f"{lo['pixel_us']:.1f} us (decode alone {lo['tiny_decode_us']:.1f})"),
-        ("worker memory (Rss / Pss / private, MiB)",
-         "; ".join(f"{w['rss_mb']:,.0f} / {w['pss_mb']:,.0f} / {w['private_mb']:,.0f}" for w in lo["worker_memory"])),
+        ("worker memory (Rss = anonymous + shard pages / Pss, MiB)",
+         "; ".join(f"{w['rss_mb']:,.0f} = {w['anon_mb']:,.0f} + {w['file_mb']:,.0f} / {w['pss_mb']:,.0f}"
+                   for w in lo["worker_memory"])),
         ("224 px JPEG decode / 500x375 for 224 px", f"{r['decode']['decode_224_us']:.0f} / "
                                                     f"{r['decode']['decode_for_224_us']:.0f} us"),
     ]

@@ -129,6 +129,15 @@ def read_manifest(folder) -> dict:
     return manifest
 
 
+def _advise(mm: mmap.mmap, advice: int | None, *where: int) -> None:
+    """``madvise`` where this platform has it. Samples are read in random order, so a shard's map is
+    ``MADV_RANDOM``: by default a page fault reads ahead around it (read_ahead_kb: 8 MB on the 2-core
+    machine's disk), so on a pack larger than memory every 512-byte sample read 8 MB from disk (16,000x;
+    docs/BENCHMARKS.md §16); a sample of several pages then asks for exactly its pages at once."""
+    if advice is not None and hasattr(mm, "madvise"):
+        mm.madvise(advice, *where)
+
+
 class ShardDataset(ImageDataset):
     """A packed folder read through its indices: the tars are memory-mapped, one member read per image.
 
@@ -238,6 +247,7 @@ class ShardDataset(ImageDataset):
                     if integrity.stamp(os.fstat(f.fileno())) != self.stamps[self.tars[k].name]:
                         raise integrity.shards_changed(self.path, self.tars[k].name)
                     mm = self._maps[k] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                    _advise(mm, getattr(mmap, "MADV_RANDOM", None))
             except FileNotFoundError:
                 raise integrity.shards_changed(self.path, self.tars[k].name) from None
             except (OSError, ValueError) as e:
@@ -254,6 +264,8 @@ class ShardDataset(ImageDataset):
         mm = self._map(int(self.shard_of[i]))
         if off + size > len(mm):
             raise MinwaError(f"shard {self.tars[self.shard_of[i]]} is shorter than its index says; run 'minwa verify {self.path}'")
+        if size > mmap.PAGESIZE:  # one read for the sample's pages, not a fault per page (MADV_RANDOM)
+            _advise(mm, getattr(mmap, "MADV_WILLNEED", None), off - off % mmap.PAGESIZE, size + off % mmap.PAGESIZE)
         data = mm[off : off + size]
         if self.crcs is not None and sample_crc(data) != int(self.crcs[i]):
             raise self.damaged(i, "crc mismatch")
