@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tracemalloc
 
 import numpy as np
 import pytest
 import simplejpeg
 
+from minwa.benchmarks.scale21k import evict
 from minwa.cli import main
 from minwa.data import DataConfig, ShardDataset, build_loader, verify
 from minwa.data.index import INDEX_DTYPES, index_bytes
@@ -146,3 +148,24 @@ def test_packing_does_not_keep_every_shards_class_counts(tmp_path, monkeypatch):
     assert grown < 5e6, grown
     m = json.loads((tmp_path / "10000" / "manifest.json").read_text())
     assert sum(m["class_counts"]) == 1600 and len(m["class_counts"]) == 10_000
+
+
+def _read_bytes() -> int:
+    return int(next(line.split()[1] for line in open("/proc/self/io") if line.startswith("read_bytes")))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="Linux's per-process I/O counters")
+def test_a_sample_read_from_disk_reads_its_page_not_megabytes_around_it(pack21k):
+    """A shard's pages are mapped for random reads: a page fault used to read read_ahead_kb around it (8 MB on
+    the project's machine), so on a pack larger than memory each 512-byte sample read megabytes from disk."""
+    ds = ShardDataset(pack21k)
+    evict(pack21k, "tar")
+    before = _read_bytes()
+    for k in range(len(ds.tars)):
+        ds.encoded(k * 250 + 100)  # one sample from the middle of every shard
+    got = _read_bytes() - before
+    if got == 0:
+        pytest.skip("the pack is on a filesystem without block I/O (tmpfs)")
+    assert got <= len(ds.tars) * 16 * 1024, got  # a page each (and a little), not the 512 KB shards whole
+    flags = [line for line in open("/proc/self/smaps") if line.startswith("VmFlags")]
+    assert any(" rr " in f + " " for f in flags)
