@@ -23,7 +23,7 @@ def test_bench_cli_surface_is_frozen():
     parsers = _bench_parsers()
     assert sorted(parsers) == sorted(BENCHES) == sorted(BENCH_CONFIGS)
     common = ["--help", "--config", "--set", "--print-config", "--json"]
-    with_data = {"loader", "train", "throughput", "highres"}  # export: no data, a random model
+    with_data = {"loader", "train", "throughput", "highres", "scale21k"}  # export: no data, a random model
     for name, p in parsers.items():
         flags = sorted(o for a in p._actions for o in a.option_strings if o.startswith("--"))
         extra = (["--data"] if name in with_data else []) + (["--quick"] if "quick" in BENCH_CONFIGS[name][0].__dataclass_fields__ else [])

@@ -187,6 +187,23 @@ class ServeBenchConfig:
     runtime: RuntimeConfig = field(default_factory=lambda: RuntimeConfig(device="cpu"))  # the server's and offline's
 
 
+@dataclass
+class Scale21kBenchConfig:
+    data: str = ""  # a pack to measure (default: make the imagenet21k-synthetic one in work/, or reuse it)
+    work: str = "runs/bench-scale21k"  # the made pack (29 GB at full size) and results.json
+    samples: int = 14_197_087  # of the made pack: ImageNet-21k's size
+    classes: int = 21_841
+    ranks: int = 1024  # the rank partition: every rank's part of one epoch
+    batch_per_rank: int = 32  # global batch = ranks x batch_per_rank (32 x 1024 = 32,768)
+    workers: int = 2  # loader worker processes (0 = decode in the measuring process)
+    batch_size: int = 256  # the loader's batch (one rank)
+    loader_samples: int = 200_000  # samples timed after the first batch (the steady rate)
+    repeats: int = 3  # fresh processes per open and per order measurement; the median counts
+    cold: bool = True  # evict the indices from the page cache before the first open; time the loader from disk too
+    quick: bool = False  # 50,000 samples in 1,000 classes in a temporary folder, fewer timed samples: seconds
+    json: bool = False
+
+
 def check_loader(cfg: LoaderBenchConfig) -> LoaderBenchConfig:
     runtime_config.check(cfg.runtime)
     check_rules([
@@ -292,6 +309,15 @@ def check_highres(cfg: HighresBenchConfig) -> HighresBenchConfig:
     return cfg
 
 
+def check_scale21k(cfg: Scale21kBenchConfig) -> Scale21kBenchConfig:
+    check_rules([
+        (min(cfg.samples, cfg.classes, cfg.ranks, cfg.batch_per_rank, cfg.batch_size, cfg.repeats) >= 1,
+         "samples, classes, ranks, batch_per_rank, batch_size and repeats must be positive"),
+        (cfg.workers >= 0 and cfg.loader_samples >= 0, "workers and loader_samples must not be negative"),
+    ])
+    return cfg
+
+
 def check_export(cfg: ExportBenchConfig) -> ExportBenchConfig:
     runtime_config.check(cfg.runtime, ("fp32",))
     check_rules([
@@ -316,6 +342,7 @@ BENCH_CONFIGS = {
     "highres": (HighresBenchConfig, check_highres),
     "export": (ExportBenchConfig, check_export),
     "serve": (ServeBenchConfig, check_serve),
+    "scale21k": (Scale21kBenchConfig, check_scale21k),
 }
 
 

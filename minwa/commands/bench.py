@@ -1,4 +1,4 @@
-"""`minwa bench loader|augment|train|scaling|throughput|integrity|highres|export|serve`: benchmarks that run minwa and its peer
+"""`minwa bench loader|augment|train|scaling|throughput|integrity|highres|export|serve|scale21k`: benchmarks that run minwa and its peer
 side by side. Each bench's settings are a config dataclass (``minwa.benchmarks.config``) loaded like
 ``minwa train``'s: ``--config FILE``, then the shorthands ``--data``/``--json``, then ``--set key=value``."""
 
@@ -9,7 +9,7 @@ from minwa.benchmarks.config import BENCH_CONFIGS, check
 from minwa.commands.config_args import add_config_arguments
 from minwa.errors import MinwaError
 
-HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput, integrity, highres, export, serve)"
+HELP = "benchmarks against peers, side by side in one run (loader, augment, train, scaling, throughput, integrity, highres, export, serve, scale21k)"
 
 BENCHES = {
     "loader": ("minwa.benchmarks.loader", "shard loader vs a PIL DataLoader, webdataset and the decode ceiling",
@@ -29,6 +29,9 @@ BENCHES = {
                "model=resnet-tiny"),
     "serve": ("minwa.benchmarks.serve", "minwa serve under 1..128 clients: dynamic batching vs max_batch 1 vs offline",
               "quick=true"),
+    "scale21k": ("minwa.benchmarks.scale21k", "ImageNet-21k's size on one machine: opening 14.2 million samples, "
+                 "the epoch order for 1,024 ranks, the loader's per-sample overhead and workers' memory",
+                 "ranks=1024"),
 }
 
 

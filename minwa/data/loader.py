@@ -116,8 +116,9 @@ class _SampleReader:
         h, w = (self.rrc, self.rrc) if self.rrc else self.size
         return self.ds.channels, h, w
 
-    def read(self, i: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Sample ``i`` as C x H x W uint8, written into ``out`` when given (a row of a batch)."""
+    def read(self, i: int, out: torch.Tensor | np.ndarray | None = None) -> torch.Tensor | np.ndarray:
+        """Sample ``i`` as C x H x W uint8, written into ``out`` when given (a row of a batch, or that row
+        as an H x W x C numpy view: ``decode.resize_chw``)."""
         if self.rrc:
             return self._read_rrc(i, out)
         h, w = self.size
@@ -134,7 +135,7 @@ class _SampleReader:
             return None
         return float(rng.uniform(self.square_stream.bits([i], self.epoch, self.seed))[0, 0])
 
-    def _read_rrc(self, i: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    def _read_rrc(self, i: int, out: torch.Tensor | np.ndarray | None = None) -> torch.Tensor | np.ndarray:
         c = self.rrc
         u = crop_uniforms(self.streams, self.seed, self.epoch, i)
         size_of = getattr(self.ds, "size_of", None)
@@ -151,7 +152,7 @@ class _SampleReader:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         return dec.resize_chw(img, (x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)), c, c, out)
 
-    def attempt(self, i: int, out: torch.Tensor) -> dict | None:
+    def attempt(self, i: int, out: torch.Tensor | np.ndarray) -> dict | None:
         """Read sample ``i`` into ``out``; None when done, the damaged sample's record when skipping."""
         try:
             self.read(i, out)
@@ -167,12 +168,13 @@ class _SampleReader:
         written (a damaged one replaced when skipping) and the records of the damaged samples met."""
         lo, hi = bounds
         used, bad = batch[lo:hi].copy(), []
+        rows = hwc(out).numpy()  # H x W x C numpy rows: no torch call per sample where no resize is needed
         for j, i in enumerate(batch[lo:hi].tolist()):
-            record = self.attempt(i, out[j])
+            record = self.attempt(i, rows[j])
             if record is None:
                 continue
             bad.append(record)
-            tried = (q for q in ordering.replacements(len(batch), lo + j) if self.attempt(int(batch[q]), out[j]) is None)
+            tried = (q for q in ordering.replacements(len(batch), lo + j) if self.attempt(int(batch[q]), rows[j]) is None)
             q = next(tried, None)
             if q is None:
                 raise all_damaged(self.ds.path, b)

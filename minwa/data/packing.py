@@ -84,6 +84,14 @@ def _write_shard(k: int) -> dict:
         if not done:
             raise
         raise NoSpace(e.path, writer.pos * len(keys) // done, "about ") from None
+    return finish_shard(out, k, index, tar_sha, tar_bytes, plan, len(ds.classes), rejected, hist)
+
+
+def finish_shard(out: Path, k: int, index: np.ndarray, tar_sha: str, tar_bytes: int, plan: str, num_classes: int,
+                 rejected: list, hist: dict) -> dict:
+    """After shard ``k``'s tar: write its ``.idx`` and its ``.json`` record (the record a part manifest and
+    ``shard_manifest`` read); returns the record. ``hist``: {(height, width): samples}."""
+    name = shard_name(k)
     idx = index_bytes(index)
     atomic_write_bytes(out / f"{name}.idx", idx)
     record = {
@@ -91,7 +99,7 @@ def _write_shard(k: int) -> dict:
         "bytes": tar_bytes, "sha256": tar_sha, "index_sha256": hashlib.sha256(idx).hexdigest(),
         "plan": plan, "rejected": rejected,
         "sizes": [[h, w, c] for (h, w), c in sorted(hist.items())],
-        "class_counts": np.bincount(index["label"], minlength=len(ds.classes)).tolist(),
+        "class_counts": np.bincount(index["label"], minlength=num_classes).tolist(),
     }  # fmt: skip
     atomic_write_json(out / f"{name}.json", record)
     return record
@@ -209,7 +217,7 @@ def _pack_into(dataset: ImageDataset, out: Path, settings: dict, workers: int, p
     order = pack_permutation(n, settings["seed"])
     mine = part.shards(num_shards) if part else range(num_shards)
 
-    records: dict[int, dict] = {}
+    records = ShardRecords(len(dataset.classes), keep_counts=part is not None)
     todo = []
     for k in mine:
         rec = _done_record(out, k, plan)
@@ -220,7 +228,7 @@ def _pack_into(dataset: ImageDataset, out: Path, settings: dict, workers: int, p
     workers = workers or len(os.sched_getaffinity(0))  # the cores this process may use (a SLURM task's)
     workers = max(1, min(workers, len(todo)))
     t0 = time.perf_counter()
-    bar = _Progress(progress, len(mine), len(records), f"packing {dataset.describe()}" + (f", {part.describe()}" if part else ""))
+    bar = ShardProgress(progress, len(mine), len(records), f"packing {dataset.describe()}" + (f", {part.describe()}" if part else ""))
     try:
         with bar:
             _write_shards(todo, records, workers, bar, (dataset, out, order, settings, plan))
@@ -237,10 +245,27 @@ def _pack_into(dataset: ImageDataset, out: Path, settings: dict, workers: int, p
         return write_part_manifest(out, part, plan=plan, settings=settings, source=source_info(dataset),
                                    num_shards=num_shards, records=[records[k] for k in mine],
                                    seconds=time.perf_counter() - t0)
-    manifest = shard_manifest(source_info(dataset), settings, [records[k] for k in range(num_shards)])
+    manifest = shard_manifest(source_info(dataset), settings, [records[k] for k in range(num_shards)], records.counts)
     manifest["pack_seconds"] = round(time.perf_counter() - t0, 3)
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
+
+
+class ShardRecords(dict):
+    """The shards' records by shard number, as a pack collects them. For a whole pack, each record's class
+    counts (a list over every class) are added to ``counts`` and dropped as it arrives: kept, they grew as
+    shards x classes (2,840 x 21,841 for ImageNet-21k: 0.8 GB of the packing process, docs/BENCHMARKS.md
+    §16). A part keeps them (``counts`` None): its manifest lists them, and the merge adds them up."""
+
+    def __init__(self, num_classes: int, keep_counts: bool = False):
+        super().__init__()
+        self.counts = None if keep_counts else np.zeros(num_classes, np.int64)
+
+    def __setitem__(self, k: int, record: dict) -> None:
+        if self.counts is not None:
+            record = dict(record)
+            self.counts += np.asarray(record.pop("class_counts"), np.int64)
+        super().__setitem__(k, record)
 
 
 def _write_shards(todo: list[int], records: dict, workers: int, bar, work: tuple) -> None:
@@ -267,14 +292,17 @@ def source_info(dataset: ImageDataset) -> dict:
                        "num_inputs": len(dataset) + len(dataset.skipped)}}
 
 
-def shard_manifest(source: dict, settings: dict, records: list[dict]) -> dict:
-    """``manifest.json`` of the shards ``records`` (in shard order) of a source (``source_info``)."""
+def shard_manifest(source: dict, settings: dict, records: list[dict], counts: np.ndarray | None = None) -> dict:
+    """``manifest.json`` of the shards ``records`` (in shard order) of a source (``source_info``); ``counts``:
+    their samples per class, when already added up (``ShardRecords``), else from the records."""
     sizes: dict[tuple[int, int], int] = {}
-    counts = np.zeros(len(source["classes"]), np.int64)
+    if counts is None:
+        counts = np.zeros(len(source["classes"]), np.int64)
+        for r in records:
+            counts += np.asarray(r["class_counts"], np.int64)
     for r in records:
         for h, w, c in r["sizes"]:
             sizes[(h, w)] = sizes.get((h, w), 0) + c
-        counts += np.asarray(r["class_counts"], np.int64)
     keep = ("name", "index", "num_samples", "bytes", "sha256", "index_sha256")
     rejected = list(source["skipped"]) + [x for r in records for x in r["rejected"]]
     from minwa import __version__
@@ -297,7 +325,7 @@ def shard_manifest(source: dict, settings: dict, records: list[dict]) -> dict:
     }  # fmt: skip
 
 
-class _Progress:
+class ShardProgress:
     """A rich progress bar over shards when asked for and attached to a terminal."""
 
     def __init__(self, enabled: bool, total: int, done: int, title: str):

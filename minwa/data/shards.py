@@ -129,6 +129,15 @@ def read_manifest(folder) -> dict:
     return manifest
 
 
+def _advise(mm: mmap.mmap, advice: int | None, *where: int) -> None:
+    """``madvise`` where this platform has it. Samples are read in random order, so a shard's map is
+    ``MADV_RANDOM``: by default a page fault reads ahead around it (read_ahead_kb: 8 MB on the 2-core
+    machine's disk), so on a pack larger than memory every 512-byte sample read 8 MB from disk (16,000x;
+    docs/BENCHMARKS.md §16); a sample of several pages then asks for exactly its pages at once."""
+    if advice is not None and hasattr(mm, "madvise"):
+        mm.madvise(advice, *where)
+
+
 class ShardDataset(ImageDataset):
     """A packed folder read through its indices: the tars are memory-mapped, one member read per image.
 
@@ -153,11 +162,13 @@ class ShardDataset(ImageDataset):
         self.channels = int(m.get("channels", 3))
         self.tars = [self.path / s["name"] for s in m["shards"]]
         self.stamps = {"manifest.json": self._stamp("manifest.json")}
-        indices = [self._open_shard(s) for s in m["shards"]]
-        self.index = np.concatenate(indices) if indices else np.zeros(0, INDEX_DTYPE)
-        self.crcs = self.index["crc32"] if "crc32" in self.index.dtype.names else None  # None: version 1
-        self.shard_of = np.repeat(np.arange(len(indices), dtype=np.int32), [len(i) for i in indices])
-        self.labels = self.index["label"].astype(np.int64)
+        counts = [s.get("num_samples") for s in m["shards"]]
+        if not all(type(c) is int and c >= 0 for c in counts):
+            raise MinwaError(f"{self.path / 'manifest.json'} gives a shard an impossible number of samples")
+        self.index = self._read_indices(m["shards"], sum(counts))
+        self._views()
+        self.shard_of = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+        self.labels = np.ascontiguousarray(self.index["label"], dtype=np.int64)
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
             raise MinwaError(f"shards in {self.path} have labels outside the {len(self.classes)} classes")
         self.skipped = []
@@ -168,6 +179,23 @@ class ShardDataset(ImageDataset):
             return integrity.stamp(os.stat(self.path / name))
         except OSError as e:
             raise MinwaError(f"cannot read {self.path / name}: {e.strerror or e}") from None
+
+    def _read_indices(self, shards: list[dict], total: int) -> np.ndarray:
+        """Every shard's index, checked, copied one file at a time into one array sized from the manifest:
+        at 14.2 million samples reading them all first and then concatenating held two copies (1.5 GB)."""
+        if not shards:
+            return np.zeros(0, INDEX_DTYPE)
+        index, at = None, 0
+        for s in shards:
+            rows = self._open_shard(s)
+            if index is None:
+                index = np.empty(total, rows.dtype)
+            elif rows.dtype != index.dtype:
+                raise MinwaError(f"shard index {self.path / s['index']} is of another index version than the first "
+                                 f"shard's; run the same `minwa pack` again to rewrite {self.path}")
+            index[at : at + len(rows)] = rows
+            at += len(rows)
+        return index
 
     def _open_shard(self, s: dict) -> np.ndarray:
         """The shard's index, checked against the manifest; the tar's size checked and its identity kept."""
@@ -194,10 +222,22 @@ class ShardDataset(ImageDataset):
             if now != was:
                 raise integrity.shards_changed(self.path, name)
 
+    def _views(self) -> None:
+        """Columns of the index read per sample, as views (no memory): ``encoded`` reads two plain numbers
+        instead of building a structured row (1.4 vs 3.7 us a sample)."""
+        self.crcs = self.index["crc32"] if "crc32" in self.index.dtype.names else None  # None: version 1
+        self._offsets, self._sizes = self.index["offset"], self.index["size"]
+
     def __getstate__(self):  # mmaps do not travel to spawned processes; they are reopened there
         state = dict(self.__dict__)
         state["_maps"] = {}
+        for view in ("crcs", "_offsets", "_sizes"):  # pickled, a view would be a copy: made anew there
+            del state[view]
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._views()
 
     def _map(self, k: int) -> mmap.mmap:
         mm = self._maps.get(k)
@@ -207,6 +247,7 @@ class ShardDataset(ImageDataset):
                     if integrity.stamp(os.fstat(f.fileno())) != self.stamps[self.tars[k].name]:
                         raise integrity.shards_changed(self.path, self.tars[k].name)
                     mm = self._maps[k] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                    _advise(mm, getattr(mmap, "MADV_RANDOM", None))
             except FileNotFoundError:
                 raise integrity.shards_changed(self.path, self.tars[k].name) from None
             except (OSError, ValueError) as e:
@@ -219,11 +260,12 @@ class ShardDataset(ImageDataset):
 
     def encoded(self, i: int) -> bytes:
         """The stored bytes of sample ``i`` (JPEG or PNG), checked against their CRC-32 when indexed."""
-        row = self.index[i]
-        off, size = int(row["offset"]), int(row["size"])
+        off, size = int(self._offsets[i]), int(self._sizes[i])
         mm = self._map(int(self.shard_of[i]))
         if off + size > len(mm):
             raise MinwaError(f"shard {self.tars[self.shard_of[i]]} is shorter than its index says; run 'minwa verify {self.path}'")
+        if size > mmap.PAGESIZE:  # one read for the sample's pages, not a fault per page (MADV_RANDOM)
+            _advise(mm, getattr(mmap, "MADV_WILLNEED", None), off - off % mmap.PAGESIZE, size + off % mmap.PAGESIZE)
         data = mm[off : off + size]
         if self.crcs is not None and sample_crc(data) != int(self.crcs[i]):
             raise self.damaged(i, "crc mismatch")

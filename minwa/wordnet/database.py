@@ -73,6 +73,19 @@ class WordNet:
         end = data.find(b"\n", offset)
         return parse_line(data[offset:end if end >= 0 else len(data)])
 
+    def wnids(self, limit: int) -> list[str]:
+        """The first ``limit`` noun synsets in file order (fewer when there are fewer): real class names
+        for a synthetic data set of ImageNet-21k's size (``minwa.synth.imagenet21k``)."""
+        found: list[str] = []
+        at = 0
+        while len(found) < limit and at < len(self._data):
+            end = self._data.find(b"\n", at)
+            end = len(self._data) if end < 0 else end
+            if self._data[at:at + 1].isdigit():  # the licence lines start with spaces
+                found.append("n" + self._data[at:at + 8].decode())
+            at = end + 1
+        return found
+
     def ancestors(self, wnid: str) -> set[str]:
         """Every synset above ``wnid`` by hypernym links, each once however many paths reach it."""
         seen: set[str] = set()
