@@ -17,7 +17,7 @@ import pytest
 from data_fixtures import kill_pack_after, odd_folder, photo_folder, small_idx
 
 from minwa.cli import main
-from minwa.data import pack, verify
+from minwa.data import open_dataset, pack, verify
 from minwa.data.merge import merge
 from minwa.data.parts import Part
 from minwa.errors import MinwaError
@@ -177,6 +177,8 @@ def test_merge_refuses_parts_that_disagree(tmp_path):
     with pytest.raises(MinwaError, match="holds no part manifests"):
         merge(out)
     part(0)
+    with pytest.raises(MinwaError, match=r"not merged yet; join them with 'minwa pack --merge .*out' once every part"):
+        open_dataset(out)  # a user who trains on a pack in parts before merging is told what to run
     with pytest.raises(MinwaError, match=r"2 parts of 3 are missing \(no part-K-of-3.json for K = 1, 2\)"):
         merge(out)
     part(1, seed=1)
@@ -236,3 +238,14 @@ def test_part_auto_reads_torchrun_variables():
     with pytest.raises(MinwaError, match=r"--part 3/3 \(from RANK=3, WORLD_SIZE=3\): K must be 0 to 2"):
         Part.parse("auto", {"RANK": "3", "WORLD_SIZE": "3"})
     assert Part.parse(" 1 / 4 ", {}) == Part(1, 4) and list(Part(1, 4).shards(10)) == [1, 5, 9]
+
+
+def test_a_pack_without_its_manifest_says_what_to_run(tmp_path, fm):
+    """Shards without manifest.json: a whole pack cut short says 'run it again', parts say 'merge'."""
+    src, single = fm
+    cut = tmp_path / "cut"
+    shutil.copytree(single, cut)
+    (cut / "manifest.json").unlink()
+    with pytest.raises(MinwaError, match="holds shards but no manifest.json: the pack did not finish"):
+        open_dataset(cut)
+    assert any("the pack did not finish" in problem for problem in verify(cut))

@@ -94,6 +94,17 @@ class Part:
         return int(m[1]) % self.n == self.k if m else name.startswith(self.manifest_name)
 
 
+def unfinished_pack(folder: Path) -> str | None:
+    """The sentence for a folder of shards without manifest.json (a pack in parts not merged, or a pack
+    that did not finish), or None when it holds no shards."""
+    if any(PART_FILE.match(f.name) for f in folder.glob("part-*-of-*.json")):
+        return (f"{folder} holds a pack made in parts that is not merged yet; join them with "
+                f"'minwa pack --merge {folder}' once every part has finished")
+    if any(folder.glob("shard-*.tar")):
+        return f"{folder} holds shards but no manifest.json: the pack did not finish; run the same 'minwa pack' again"
+    return None
+
+
 def is_part_file(name: str) -> bool:
     """A part manifest or a part's lock: files of a pack in parts, not foreign to its folder."""
     return bool(PART_FILE.match(name) or PART_LOCK.match(name))

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from minwa.data import decode as dec
+from minwa.data.parts import unfinished_pack
 from minwa.data.index import EXTS, INDEX_DTYPE, INDEX_VERSION, read_index, sample_crc
 from minwa.data import integrity
 from minwa.data.sources import ImageDataset
@@ -111,8 +112,8 @@ def read_manifest(folder) -> dict:
     folder = Path(folder)
     path = folder / "manifest.json"
     if not path.is_file():
-        if any(folder.glob("shard-*.tar")):
-            raise MinwaError(f"{folder} has shards but no manifest.json: the pack did not finish; run the same 'minwa pack' again")
+        if unfinished := unfinished_pack(folder):
+            raise MinwaError(unfinished)
         raise MinwaError(f"{folder} is not a shard folder (no manifest.json)")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))

@@ -21,6 +21,7 @@ import numpy as np
 
 from minwa.data import decode as dec
 from minwa.data import idx as idxfmt
+from minwa.data.parts import unfinished_pack
 from minwa.errors import MinwaError
 from minwa.utils.words import plural
 
@@ -367,8 +368,8 @@ def open_dataset(path, split: str | None = None) -> ImageDataset:
         return open_dataset(chosen[0], split=None)
     if split and (p / split).is_dir():
         return open_dataset(p / split, split=None)
-    if any(p.glob("shard-*.tar")):
-        raise MinwaError(f"{p} holds shards but no manifest.json: the pack did not finish; run the same 'minwa pack' again")
+    if unfinished := unfinished_pack(p):
+        raise MinwaError(unfinished)
     if any(d.is_dir() and _visible(d) for d in p.iterdir()):
         return ImageFolderDataset(p, split=split)
     labels = [p / name for name in LABEL_FILES if (p / name).is_file()]
