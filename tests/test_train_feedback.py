@@ -9,6 +9,7 @@ import io
 import json
 import math
 import re
+import time
 
 import numpy as np
 import pytest
@@ -169,6 +170,10 @@ def test_a_resume_does_not_duplicate_steps_in_any_log(tmp_path):
     for step in (10, 20, 30, 40, 50):
         first.write(rec(step, 1.0))
     first.close()
+    # event files are named events.out.tfevents.<second>.<host>.<pid>.<writer count> and read in name order: a
+    # real resume is a later second (or another pid); in one test process, within one second, counts 9 and 10
+    # would sort the resumed file first, so the resume starts in the next second, as a real one does
+    time.sleep(1.01 - time.time() % 1)
     second = RunLog(tmp_path)
     second.start(30)
     for step in (40, 50):
