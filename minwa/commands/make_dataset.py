@@ -5,6 +5,14 @@ HELP = ("make a synthetic data set from real parts (small-objects: Fashion-MNIST
         "imagenet21k-synthetic: a pack of ImageNet-21k's size of tiny real JPEGs)")
 
 
+def _common(q, out_help: str) -> None:
+    """OUT, --seed, --workers and --quiet: every generator takes them."""
+    q.add_argument("out", metavar="OUT", help=out_help)
+    q.add_argument("--seed", type=int, default=0, help="the same seed makes the same files (default 0)")
+    q.add_argument("--workers", type=int, default=0, metavar="W", help="processes (default 0: all cores)")
+    q.add_argument("--quiet", action="store_true", help="no progress line")
+
+
 def add_arguments(p):
     sub = p.add_subparsers(dest="kind", metavar="KIND", parser_class=type(p))
     q = sub.add_parser("small-objects", help="Fashion-MNIST items pasted small (8-20%% of the shorter side) on "
@@ -12,28 +20,22 @@ def add_arguments(p):
                        description="Fashion-MNIST items pasted small on real photographs (Debian's wallpapers, "
                        "scikit-image's samples), train and test on disjoint photographs; OUT/train/<class>/*.jpg, "
                        "OUT/test/<class>/*.jpg, OUT/boxes.csv, OUT/README.json.")
-    q.add_argument("out", metavar="OUT", help="folder to write (must be new or empty)")
+    _common(q, "folder to write (must be new or empty)")
     q.add_argument("--train", type=int, default=20000, metavar="N", help="train images (default 20000)")
     q.add_argument("--test", type=int, default=5000, metavar="N", help="test images (default 5000)")
-    q.add_argument("--seed", type=int, default=0, help="the same seed makes the same files (default 0)")
-    q.add_argument("--workers", type=int, default=0, metavar="W", help="processes (default 0: all cores)")
     q.add_argument("--short-side", type=int, default=512, metavar="PX", help="shorter side of every image (default 512)")
     q.add_argument("--object-side", type=float, nargs=2, default=(0.08, 0.20), metavar=("LOW", "HIGH"),
                    help="the item's side as fractions of the shorter side (default 0.08 0.20)")
     q.add_argument("--fashion", default="/usr/share/datasets/fashion-mnist", metavar="DIR",
                    help="folder with the Fashion-MNIST *-ubyte.gz files")
     q.add_argument("--overwrite", action="store_true", help="replace OUT/train and OUT/test if OUT is not empty")
-    q.add_argument("--quiet", action="store_true", help="no progress line")
     q = sub.add_parser("imagenet21k-synthetic", help="a pack (shards, indices, manifest) of ImageNet-21k's size: "
                        "14.2 million tiny real JPEGs in 21,841 WordNet classes, 2 KiB a sample (29 GB)",
                        description="A pack of ImageNet-21k's size for measuring minwa's bookkeeping (`minwa bench "
                        "scale21k`): 16x16 crops of real photographs reused in turn, labels drawn from the seed.")
-    q.add_argument("out", metavar="OUT", help="folder to write the pack into (must be new or empty)")
+    _common(q, "folder to write the pack into (must be new or empty)")
     q.add_argument("--samples", type=int, default=14_197_087, metavar="N", help="samples (default 14197087)")
     q.add_argument("--classes", type=int, default=21_841, metavar="C", help="classes (default 21841)")
-    q.add_argument("--seed", type=int, default=0, help="the same seed makes the same files (default 0)")
-    q.add_argument("--workers", type=int, default=0, metavar="W", help="processes (default 0: all cores)")
-    q.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
