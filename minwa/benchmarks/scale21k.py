@@ -7,8 +7,9 @@ fresh process (``python -m minwa.benchmarks.scale21k WHAT ARGS``), so its reside
 - open: ``ShardDataset(data)`` (manifest, every index read and checked against its SHA-256): seconds, the
   process's peak resident memory (``VmHWM``, torch and the interpreter included) and the open's own share.
 - order: one epoch's permutation (``order.epoch_permutation``) and the partition of that epoch into
-  ``ranks`` ranks' parts of every global batch of ``ranks x batch_per_rank`` (``order.rank_batch``, what
-  the loader calls), all ranks in one process: seconds and peak memory.
+  ``ranks`` ranks' parts of every global batch of ``ranks x batch_per_rank`` (``order.rank_epoch``: each
+  rank's part of every batch, the same samples ``order.rank_batch`` gives batch by batch), all ranks in
+  one process, each part copied out: seconds and peak memory.
 - loader (with ``cold``, first with the shards evicted from the page cache: random reads from disk, as
   for a pack larger than memory; then again, the same samples now cached, which is what the goal judges):
   ``build_loader`` streaming (``cache="none"``) with ``workers`` processes: start-up (building it
@@ -127,9 +128,8 @@ def measure_order(n: int, ranks: int, batch_per_rank: int) -> dict:
     batch = ranks * batch_per_rank
     nb = ordering.num_batches(n, batch, drop_last=True)
     total = 0
-    for r in range(ranks):
-        part = [ordering.rank_batch(order, b, batch, r, ranks) for b in range(nb)]
-        total += len(np.concatenate(part)) if part else 0
+    for r in range(ranks):  # each rank's part written out (a copy), as a rank holding its epoch would
+        total += np.ascontiguousarray(ordering.rank_epoch(order, batch, r, ranks)).size
     t2 = time.perf_counter()
     if total != nb * batch:
         raise MinwaError(f"the {ranks} ranks' parts hold {total:,} samples, not the epoch's {nb * batch:,}")

@@ -65,6 +65,16 @@ def rank_batch(order: np.ndarray, b: int, batch_size: int, rank: int = 0, world_
     return rank_slice(global_batch(order, b, batch_size), rank, world_size)
 
 
+def rank_epoch(order: np.ndarray, batch_size: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """Rank's part of every full global batch of an epoch, one row per batch: row ``b`` is
+    ``rank_batch(order, b, ...)``. A strided view of ``order`` (no copy): every full batch has the same
+    ``rank_bounds``, so a rank's part of the epoch is a column block of the batches laid out as rows;
+    1,024 ranks' parts of a 14.2-million-sample epoch take one view each, not 443,000 slices."""
+    nb = len(order) // batch_size
+    lo, hi = rank_bounds(batch_size, rank, world_size)
+    return order[: nb * batch_size].reshape(nb, batch_size)[:, lo:hi]
+
+
 def replacements(size: int, position: int) -> list[int]:
     """The positions whose samples may take the place of a damaged sample at ``position`` of a global
     batch of ``size``, in the order they are tried: the ones after it, then from the start."""
