@@ -127,6 +127,8 @@ class HighresBenchConfig:
     data: str = ""  # an ImageFolder with train/ and test/ (default: make the small-objects set in work/data)
     train_images: int = 20000  # small-objects images made for training (reused when already there)
     test_images: int = 5000
+    object_side: list[float] = field(default_factory=lambda: [0.08, 0.2])  # the item's side / the shorter side
+    short_side: int = 512  # the made photographs' shorter side
     seed: int = 0  # the data set, the weights and the augmentation
     model: str = "photo-net"  # one registry family for all three models
     low_scale: int = 128  # S of the low-resolution model: shorter side resized to S, then
@@ -134,6 +136,9 @@ class HighresBenchConfig:
     high_scale: int = 256
     high_crop: int = 224
     budget_s: float = 600.0  # training seconds per model (validation excluded), the same for all three
+    # > 0: every model trains this many epochs instead (budget_s unused): the same data seen whatever the
+    # machine's speed, so the result does not depend on how busy it is (the quick run's way)
+    epochs: float = 0.0
     batch_size: int = 64
     low_test_scales: list[int] = field(default_factory=lambda: [112, 128, 160])  # multi-scale testing
     high_test_scales: list[int] = field(default_factory=lambda: [224, 256, 320])
@@ -142,7 +147,7 @@ class HighresBenchConfig:
     eval_limit: int = 0  # test images evaluated (0 = all)
     robustness: bool = True  # deepimage vs flips+crops only, under graded corruptions
     robust_limit: int = 1000  # test images per corruption and severity (0 = all)
-    quick: bool = False  # a few hundred images, 30 s per model, scales 40/32 and 80/64: `make test`'s run
+    quick: bool = False  # make test's pipeline check: larger items, 2,000 small images, scales 40/32 and 80/64
     json: bool = False
     train: dict = field(default_factory=dict)  # TrainConfig fields for all three runs, e.g. train.optim.lr=0.2
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
