@@ -173,10 +173,13 @@ def check_corruption(family: str, severity: int) -> None:
 
 def robustness_curves(ckpts: dict[str, str], dataset: ImageDataset, *, families=None, severities=None,
                       scale: int | None = None, batch_size: int = 64, limit: int | None = None,
-                      device: str = "cpu", flip: bool = False, threads: int = 0, fill: str = FILL) -> dict:
+                      device: str = "cpu", flip: bool = False, threads: int = 0, fill: str = FILL,
+                      precision: str = RuntimeConfig.precision) -> dict:
     """Top-1 accuracy of each model (``ckpts``: name -> checkpoint) on ``dataset`` under each corruption
     family at each severity, at test scale ``scale`` (default: each model's training scale) on the first
-    ``limit`` images (``threads``: torch's, 0 = as set; ``fill``: see ``apply_corruption``). JSON-ready:
+    ``limit`` images (``threads``: torch's, 0 = as set; ``fill``: see ``apply_corruption``; ``precision``:
+    ``minwa eval``'s default, so severity 0 is exactly the clean evaluation: pinned to fp32 it differed
+    from it on a CPU with bf16 units, where ``auto`` is bf16). JSON-ready:
     ``accuracy[model][family]`` is a list over ``severities``; the clean accuracy (severity 0) is one
     evaluation shared by every family."""
     t0 = time.perf_counter()
@@ -192,7 +195,7 @@ def robustness_curves(ckpts: dict[str, str], dataset: ImageDataset, *, families=
     for name, m in zip(ckpts, members):
         m.name = name
     n = len(dataset) if not limit else min(limit, len(dataset))
-    runtime = RuntimeConfig(device=device, precision="fp32", threads=threads)
+    runtime = RuntimeConfig(device=device, precision=precision, threads=threads)
     groups = defaultdict(list)  # models that see the same corrupted images share each evaluation
     for m in members:
         groups[(scale or m.scale, m.crop)].append(m)
