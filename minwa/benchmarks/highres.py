@@ -96,7 +96,8 @@ def prepare_data(cfg: HighresBenchConfig, work: Path, say) -> tuple[Path, Path]:
 def data_folder(cfg: HighresBenchConfig) -> str:
     """The made data set's folder name: its counts and seed, and its geometry where not the issue's."""
     name = f"data-{cfg.train_images}-{cfg.test_images}-s{cfg.seed}"
-    if cfg.short_side != 512 or list(cfg.object_side) != HighresBenchConfig().object_side:
+    issue = HighresBenchConfig()
+    if cfg.short_side != issue.short_side or list(cfg.object_side) != issue.object_side:
         name += f"-{cfg.short_side}px-items{cfg.object_side[0]:g}-{cfg.object_side[1]:g}"
     return name
 
@@ -128,7 +129,8 @@ def train_config(cfg: HighresBenchConfig, name: str, shards: Path, scale: int, c
     base = photos()
     run = dataclasses.replace(
         base, recipe=f"highres-{name}", out=str(Path(cfg.work) / "runs" / name), overwrite=True, seed=cfg.seed,
-        epochs=epochs, time_budget_s=cfg.budget_s, eval_every=0.0, save_every=0.0, log_every=10**6,
+        epochs=epochs, time_budget_s=0.0 if cfg.epochs > 0 else cfg.budget_s, eval_every=0.0, save_every=0.0,
+        log_every=10**6,
         runtime=cfg.runtime,
         data=dataclasses.replace(base.data, train=str(shards), val="", val_fraction=0.0, scale=scale, crop=crop,
                                  batch_size=cfg.batch_size, seed=cfg.seed, square="centre"),
@@ -214,7 +216,6 @@ def train_model(cfg: HighresBenchConfig, name: str, shards: Path, scale: int, cr
     probe = train_config(cfg, name, shards, scale, crop, augment, epochs=1.0)
     if cfg.epochs > 0:
         rate, epochs = None, cfg.epochs
-        probe = dataclasses.replace(probe, time_budget_s=0.0)
         say(f"{name}: {scale}/{crop}, {augment}, {epochs:g} epochs")
     else:
         rate = calibrate(probe)
@@ -231,7 +232,7 @@ def train_model(cfg: HighresBenchConfig, name: str, shards: Path, scale: int, cr
     finally:
         trainer.close()
     out = {"scale": scale, "crop": crop, "augment": augment, "checkpoint": str(r.checkpoint),
-           "calibrated_images_per_s": rate and round(rate, 1), "planned_epochs": epochs, "epochs": round(r.epochs, 2),
+           "calibrated_images_per_s": None if rate is None else round(rate, 1), "planned_epochs": epochs, "epochs": round(r.epochs, 2),
            "train_seconds": round(r.train_seconds, 1), "images_per_s": round(r.images_per_s, 1)}
     if profile:
         out["profile"] = profile_summary(waits, augmenting, steps, trainer.global_batch)
@@ -360,7 +361,7 @@ def run(cfg: HighresBenchConfig) -> int:
         say("robustness: high (deepimage) vs flipcrop under corruptions")
         robust = robustness_curves({"high": runs["high"]["checkpoint"], "flipcrop": runs["flipcrop"]["checkpoint"]},
                                    open_dataset(test), scale=cfg.high_scale, limit=cfg.robust_limit or None,
-                                   device=device, threads=cfg.runtime.threads)
+                                   device=device, threads=cfg.runtime.threads, precision=cfg.runtime.precision)
         robust["png"] = str(plot_robustness(robust, work / "robustness.png",
                                             title="deepimage vs flips+crops only, same budget"))
     times["total_s"] = round(time.perf_counter() - t0, 1)
