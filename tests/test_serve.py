@@ -7,6 +7,7 @@ randomly initialised network: accuracy does not matter here, equality does."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import struct
@@ -162,6 +163,51 @@ def test_stopping_refuses_the_queue_instead_of_computing_it():
     for f in futures[1:]:
         with pytest.raises(RuntimeError, match="shutting down"):
             f.result(timeout=1)
+
+
+def test_instances_compute_side_by_side_each_with_its_share_of_the_threads():
+    """While one instance is held in a long batch, a request that arrives later is answered by the other;
+    each instance's thread runs with the threads ``on_start`` gave it; a stop ends every instance."""
+    gate, threads_of = threading.Event(), {}
+
+    def run(images, key):
+        if images[0] == "long":
+            gate.wait(10)
+        return torch.zeros(len(images), 2)
+
+    def on_start():
+        torch.set_num_threads(1)
+        threads_of[threading.current_thread().name] = torch.get_num_threads()
+
+    batcher = Batcher(run, max_batch=4, max_delay_s=0, instances=2, on_start=on_start).start()
+    try:
+        held = batcher.submit("long", ((), False))
+        time.sleep(0.2)
+        assert batcher.submit("short", ((), False)).result(timeout=5).batch_size == 1
+        assert not held.done()
+        gate.set()
+        assert held.result(timeout=5).batch_size == 1
+    finally:
+        batcher.stop()
+    assert threads_of == {"minwa-batcher-0": 1, "minwa-batcher-1": 1}
+    assert not any(t.name.startswith("minwa-batcher") for t in threading.enumerate())
+
+
+def test_the_cpu_threads_are_split_between_instances(ckpt, photos):
+    """Automatic: two instances on a CPU with two or more threads, each with its half; answers unchanged."""
+    total = torch.get_num_threads()
+    auto = Engine(_cfg(ckpt))
+    assert (auto.instances, auto.instance_threads) == ((2, total // 2) if total >= 2 else (1, 1))
+    one = Engine(_cfg(ckpt, instances=1))
+    assert (one.instances, one.instance_threads) == (1, total)
+    with _client(ckpt, Engine(_cfg(ckpt, instances=3)), instances=3) as client:
+        assert client.get("/v1/models").json()["instances"] == 3
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda p: client.post("/v1/classify?topk=4", content=p.read_bytes()).json(),
+                                    list(photos.values()) * 2))
+        for path, answer in zip(list(photos.values()) * 2, answers):
+            assert _probs(answer) == pytest.approx(_predicted(ckpt, path), abs=1e-6)
+    assert torch.get_num_threads() == total  # the caller's threads are its own
 
 
 @pytest.mark.parametrize("body, words", [
@@ -341,6 +387,63 @@ def test_a_real_uvicorn_server(ckpt, photos, capsys):
         finally:
             proc.kill()
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_a_lone_batch_takes_every_thread_and_side_by_side_batches_their_share(ckpt, photos):
+    """Two instances on a 2-core CPU: a batch that runs alone uses both cores (a lone request is not
+    slowed by the split), a batch that starts beside another uses its half."""
+    total = torch.get_num_threads()
+    if total < 2:
+        pytest.skip("needs 2 or more CPU threads to split between instances")
+    engine = Engine(_cfg(ckpt))
+    seen, gate, entered = [], threading.Event(), threading.Event()
+
+    def hook(module, args):
+        seen.append(torch.get_num_threads())
+        if len(seen) == 1:
+            entered.set()
+            gate.wait(10)
+
+    engine.members[0].model.register_forward_pre_hook(hook)
+    image = engine.decode(photos["coffee"].read_bytes())
+
+    def instance():
+        engine.enter_instance()
+        return engine.probs([image], (), False)
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(instance)
+        assert entered.wait(10)
+        pool.submit(instance).result(timeout=30)  # while the first is held in its forward pass
+        gate.set()
+        first.result(timeout=30)
+        pool.submit(instance).result(timeout=30)  # alone again
+    assert seen == [total, total // 2, total]
+
+
+def test_impossible_instances_are_one_sentence_before_loading(capsys):
+    assert main(["serve", "no-such-checkpoint", "--instances", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: instances must be in 0..64 (0 = automatic), got -1"
+
+
+def test_bench_serve_runs_real_servers_and_measures_every_goal(tmp_path, capsys):
+    """`minwa bench serve` end to end, shortened: offline ceiling, a real server under closed and open loads,
+    the soak and `--max-batch 1`; every goal measured (met or not is the machine's, not asserted here)."""
+    work = tmp_path / "bench"
+    assert main(["bench", "serve", "--quick", "--set", f"work={work}", "--set", 'models=["resnet-tiny@32"]',
+                 "--set", "num_classes=4", "--set", "images=8", "--set", "clients=[1,32]",
+                 "--set", "single_clients=[32]", "--set", "soak=2", "--set", "half_peak=2",
+                 "--set", "half_peak_requests=10"]) == 0
+    assert "resnet-tiny@32 goals: dynamic_at_32_ge_2x_max_batch_1 " in capsys.readouterr().out
+    report = json.loads((work / "results.json").read_text())
+    (r,) = report["models"]
+    assert r["instances"] >= 1 and r["threads_per_instance"] >= 1
+    assert report["settings"]["half_peak_requests"] == 10
+    levels = [*r["dynamic"].values(), r["max_batch_1"]["32"], r["half_peak"], r["soak"]]
+    for level in levels:
+        assert level["failed"] == 0 and level["requests"] > 0, level
+        assert level["p50_ms"] <= level["p95_ms"] <= level["p99_ms"], level
+    assert r["offline_images_per_s"] > 0 and None not in r["goals"].values()
 
 
 def test_bench_goals_are_read_from_the_measurements():

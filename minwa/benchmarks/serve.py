@@ -70,7 +70,8 @@ class Server:
     def __init__(self, ckpt: Path, cfg: ServeBenchConfig, max_batch: int):
         rt = cfg.runtime
         argv = [sys.executable, "-m", "minwa", "serve", str(ckpt), "--port", "0", "--max-batch", str(max_batch),
-                "--max-delay-ms", str(cfg.max_delay_ms), "--set", f"max_queue={max(1024, 2 * max(cfg.clients))}",
+                "--max-delay-ms", str(cfg.max_delay_ms), "--instances", str(cfg.instances),
+                "--set", f"max_queue={max(1024, 2 * max(cfg.clients))}",
                 "--set", f"runtime.device={rt.device}", "--set", f"runtime.precision={rt.precision}",
                 "--set", f"runtime.threads={rt.threads}"]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -86,6 +87,9 @@ class Server:
                 self.stop()
                 raise MinwaError("minwa serve did not become ready within 300 s")
             time.sleep(0.2)
+        with urllib.request.urlopen(f"http://{self.host}:{self.port}/v1/models", timeout=30) as r:
+            described = json.load(r)
+        self.instances, self.threads_per_instance = described["instances"], described["threads_per_instance"]
 
     def _ready(self) -> bool:
         try:
@@ -127,13 +131,16 @@ def bench_model(spec: str, files: list[Path], bodies: list[bytes], cfg: ServeBen
     result = {"model": spec, "offline_images_per_s": round(offline, 2)}
     say(f"{spec}: dynamic batching (max_batch {cfg.max_batch}, max_delay {cfg.max_delay_ms} ms)")
     server = Server(ckpt, cfg, cfg.max_batch)
+    result["instances"], result["threads_per_instance"] = server.instances, server.threads_per_instance
+    say(f"    {server.instances} model instance(s), {server.threads_per_instance} thread(s) each")
     try:
         result["dynamic"] = _levels(server, bodies, cfg.clients, cfg, say)
         peak_c = max(result["dynamic"], key=lambda c: result["dynamic"][c]["images_per_s"])
         peak = result["dynamic"][peak_c]["images_per_s"]
         if cfg.half_peak:
-            say(f"{spec}: open loop at half the peak ({peak / 2:.2f} requests/s)")
-            half = asyncio.run(open_loop(server.host, server.port, bodies, peak / 2, cfg.half_peak)).summary()
+            seconds = min(max(cfg.half_peak, cfg.half_peak_requests / (peak / 2)), cfg.max_seconds)
+            say(f"{spec}: open loop at half the peak ({peak / 2:.2f} requests/s for {seconds:.0f} s)")
+            half = asyncio.run(open_loop(server.host, server.port, bodies, peak / 2, seconds)).summary()
             result["half_peak"] = {**half, "rate": round(peak / 2, 2)}
             say(f"    {_row(half)}")
         if cfg.soak:
@@ -173,6 +180,7 @@ def goals(r: dict) -> dict:
 def run(cfg: ServeBenchConfig) -> int:
     if cfg.quick:
         cfg.seconds, cfg.soak, cfg.half_peak = min(cfg.seconds, 3.0), min(cfg.soak, 10.0), min(cfg.half_peak, 8.0)
+        cfg.half_peak_requests = min(cfg.half_peak_requests, 40)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     work = Path(cfg.work)
@@ -184,8 +192,9 @@ def run(cfg: ServeBenchConfig) -> int:
     say(f"{len(files)} JPEGs (500x375) on {machine['cores']} cores ({machine['cpu']}), load {machine['load_avg_at_start']}")
     results = [bench_model(spec, files, bodies, cfg, say) for spec in cfg.models]
     report = {"machine": {**machine, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
-              "settings": {"max_batch": cfg.max_batch, "max_delay_ms": cfg.max_delay_ms, "seconds": cfg.seconds,
-                           "soak": cfg.soak, "half_peak": cfg.half_peak, "threads": cfg.runtime.threads},
+              "settings": {"max_batch": cfg.max_batch, "max_delay_ms": cfg.max_delay_ms, "instances": cfg.instances,
+                           "seconds": cfg.seconds, "soak": cfg.soak, "half_peak": cfg.half_peak,
+                           "half_peak_requests": cfg.half_peak_requests, "threads": cfg.runtime.threads},
               "models": results}
     atomic_write_text(work / "results.json", json.dumps(report, indent=2) + "\n")
     if cfg.json:

@@ -20,13 +20,15 @@ def add_arguments(p):
     p.add_argument("--max-batch", type=int, metavar="N", help="images per forward pass, at most (= max_batch; default 32)")
     p.add_argument("--max-delay-ms", type=float, metavar="MS",
                    help="how long a request waits for others to join its batch (= max_delay_ms; default 5)")
+    p.add_argument("--instances", type=int, metavar="N",
+                   help="model instances computing batches side by side (= instances; default 0: 2 on a CPU, 1 on a GPU)")
     p.add_argument("--max-bytes", type=int, metavar="N", help="larger bodies are answered 413 (= max_bytes; default 20 MB)")
 
 
 def resolve_config(args) -> ServeConfig:
     """ServeConfig's defaults -> file -> flags -> --set, in that order."""
     flags = {"ckpts": args.ckpts or None, "host": args.host, "port": args.port, "max_batch": args.max_batch,
-             "max_delay_ms": args.max_delay_ms, "max_bytes": args.max_bytes}
+             "max_delay_ms": args.max_delay_ms, "instances": args.instances, "max_bytes": args.max_bytes}
     return config_io.load(ServeConfig(), args.config, args.overrides, flags=flags)
 
 

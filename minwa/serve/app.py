@@ -37,13 +37,15 @@ class Service:
         self.in_flight = 0  # touched only on the event loop's thread
         self.ready = False
         self.batcher = Batcher(lambda images, key: engine.probs(images, *key), cfg.max_batch,
-                               cfg.max_delay_ms / 1000, on_batch=lambda n, s: self.metrics.batch(n, s))
+                               cfg.max_delay_ms / 1000, on_batch=lambda n, s: self.metrics.batch(n, s),
+                               instances=engine.instances, on_start=engine.enter_instance)
         self.metrics = Metrics(cfg.max_batch, self.batcher.depth, lambda: self.in_flight)
         self.decoders = ThreadPoolExecutor(cfg.decode_threads, thread_name_prefix="minwa-decode")
         self.page = resources.files("minwa.serve").joinpath("page.html").read_text(encoding="utf-8")
 
     def warm_up(self) -> None:
         if self.cfg.warmup:
+            self.engine.enter_instance()  # warmed with the threads an instance runs with
             self.engine.warm_up(self.cfg.max_batch)
         self.ready = True
         self.metrics.ready.set(1)

@@ -1,8 +1,10 @@
 """Dynamic batching: concurrent requests join one forward pass.
 
-One thread owns the model. It takes the oldest waiting image, then gathers more until the batch holds
-``max_batch`` images or the oldest has waited ``max_delay`` (Triton's "max queue delay"): under light load
-a request waits at most that long, under heavy load batches fill without waiting at all. Images asking for
+Each model instance is one thread. It takes the oldest waiting image, then gathers more until the batch
+holds ``max_batch`` images or the oldest has waited ``max_delay`` (Triton's "max queue delay"): under light
+load a request waits at most that long, under heavy load batches fill without waiting at all. Several
+instances (Triton's instance group) take batches from the one queue side by side, so a request that arrives
+while a long batch runs starts on a free instance instead of waiting for that batch to end. Images asking for
 different views (scales, flip) share the window but run as separate passes. Decoding happens before an
 image is submitted, in the app's decode threads, so it overlaps inference. Admission (how many requests
 may wait) is bounded by the app, not here.
@@ -40,26 +42,37 @@ class Done:
 class Batcher:
     """``submit(image, key) -> Future[Done]``; ``run(images, key)`` computes one batch (n, K)."""
 
-    def __init__(self, run: Callable, max_batch: int, max_delay_s: float, on_batch: Callable | None = None):
+    def __init__(self, run: Callable, max_batch: int, max_delay_s: float, on_batch: Callable | None = None,
+                 instances: int = 1, on_start: Callable | None = None):
+        """``on_start()`` runs first in each instance's thread (e.g. to set its share of the CPU threads)."""
         self._run = run
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self._on_batch = on_batch or (lambda size, seconds: None)
+        self._on_start = on_start or (lambda: None)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="minwa-batcher", daemon=True)
+        self._threads = [threading.Thread(target=self._loop, name=f"minwa-batcher-{i}", daemon=True)
+                         for i in range(instances)]
+
+    @property
+    def instances(self) -> int:
+        return len(self._threads)
 
     def start(self) -> "Batcher":
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         """Finish the batch in hand, fail whatever still waits (not compute it: a long queue of a slow
-        model would hold the shutdown for minutes), end the thread."""
+        model would hold the shutdown for minutes), end the instances' threads."""
         self._stopping.set()
-        self._queue.put(None)
-        if self._thread.is_alive():
-            self._thread.join()
+        for thread in self._threads:  # one end mark per instance: each takes exactly one and ends
+            self._queue.put(None)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join()
         while not self._queue.empty():
             self._refuse(self._queue.get_nowait())
 
@@ -78,6 +91,7 @@ class Batcher:
         return job.future
 
     def _loop(self) -> None:
+        self._on_start()
         while True:
             first = self._queue.get()
             if first is None or self._stopping.is_set():

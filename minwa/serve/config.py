@@ -9,6 +9,7 @@ from minwa.utils import runtime_config
 from minwa.utils.runtime_config import RuntimeConfig
 
 MAX_PIXELS = 178_956_970  # = minwa.data.decode.MAX_PIXELS (Pillow's bomb limit), kept here torch-free
+MAX_INSTANCES = 64  # model instances, at most (each is a thread holding a batch's activations)
 MAX_SCALE = 2048  # a test scale a request may ask for, at most (bounds one request's compute)
 
 
@@ -19,6 +20,9 @@ class ServeConfig:
     port: int = 8000
     max_batch: int = 32  # images per forward pass, at most
     max_delay_ms: float = 5.0  # how long the first request of a batch waits for others to join it
+    # model instances computing batches side by side from one queue (Triton's instance count, TorchServe's
+    # workers), each with its share of the CPU threads; 0 = 2 on a CPU with 2 or more threads, else 1
+    instances: int = 0
     max_queue: int = 256  # requests admitted (decoding or waiting) at once; more are answered 503
     max_bytes: int = 20_000_000  # a larger request body is answered 413
     max_pixels: int = MAX_PIXELS  # a larger image is answered 400 (at most Pillow's limit)
@@ -39,6 +43,7 @@ def check(cfg: ServeConfig) -> ServeConfig:
         (0 <= cfg.port <= 65535, f"port must be in 0..65535, got {cfg.port}"),
         (cfg.max_batch >= 1, f"max_batch must be at least 1, got {cfg.max_batch}"),
         (0 <= cfg.max_delay_ms <= 10_000, f"max_delay_ms must be in 0..10000, got {cfg.max_delay_ms}"),
+        (0 <= cfg.instances <= MAX_INSTANCES, f"instances must be in 0..{MAX_INSTANCES} (0 = automatic), got {cfg.instances}"),
         (cfg.max_queue >= 1, f"max_queue must be at least 1, got {cfg.max_queue}"),
         (cfg.max_bytes >= 1, f"max_bytes must be at least 1, got {cfg.max_bytes}"),
         (1 <= cfg.max_pixels <= MAX_PIXELS, f"max_pixels must be in 1..{MAX_PIXELS} (Pillow's limit), got {cfg.max_pixels}"),
