@@ -421,6 +421,18 @@ def test_a_lone_batch_takes_every_thread_and_side_by_side_batches_their_share(ck
     assert seen == [total, total // 2, total]
 
 
+def test_warm_up_runs_every_batch_size_at_every_thread_count_within_its_budget(ckpt):
+    engine = Engine(_cfg(ckpt))
+    sizes = []
+    engine.members[0].model.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    counts = sorted({engine.cpu_threads, engine.instance_threads}, reverse=True)
+    assert engine.warm_up(4, budget_s=600) == [(n, t) for n in (1, 4, 2, 3) for t in counts]
+    assert sizes == [n for n in (1, 4, 2, 3) for _ in counts]
+    assert torch.get_num_threads() == engine.instance_threads  # left as an instance runs
+    torch.set_num_threads(engine.cpu_threads)
+    assert engine.warm_up(4, budget_s=0) == [(1, t) for t in counts]  # out of time after the first size
+
+
 def test_impossible_instances_are_one_sentence_before_loading(capsys):
     assert main(["serve", "no-such-checkpoint", "--instances", "-1"]) == 2
     assert capsys.readouterr().err.strip() == "error: instances must be in 0..64 (0 = automatic), got -1"

@@ -6,8 +6,9 @@ For each model (registry name @ crop, random weights, saved as a checkpoint): th
 forward pass per batch), then a real server (``python -m minwa serve``) with dynamic batching under 1, 8,
 32, 128 closed-loop clients, the same with ``--max-batch 1``, an open-loop load at half the peak rate (p99
 against p50 there), and a soak at the peak: no request may fail and the server's resident memory may grow
-by at most 5%. Clients and server share the machine, as they do on loopback; the clients are hand-written
-HTTP/1.1 on asyncio (``minwa.benchmarks.serve_load``) so they take little of it.
+by at most 5% (the medians of its first and last tenth, sampled twice a second). Clients and server share
+the machine, as they do on loopback; the clients are hand-written HTTP/1.1 on asyncio
+(``minwa.benchmarks.serve_load``) so they take little of it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from minwa.benchmarks.config import ServeBenchConfig
@@ -110,6 +113,35 @@ class Server:
             self.proc.kill()
 
 
+class RssSampler:
+    """The server's resident memory every ``every`` seconds while in use. ``start_end()``: the medians of the
+    first and the last tenth of the samples — one reading at each end would take the allocator's
+    moment-to-moment swing (a few % with batches of changing size) for growth; a leak still shows."""
+
+    def __init__(self, server: Server, every: float = 0.5):
+        self.server, self.every, self.samples = server, every, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append(self.server.rss_mb())
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def start_end(self) -> tuple[float, float]:
+        k = max(1, len(self.samples) // 10)
+        return float(np.median(self.samples[:k])), float(np.median(self.samples[-k:]))
+
+
 def _levels(server: Server, bodies, clients, cfg, say) -> dict:
     out = {}
     for c in clients:
@@ -145,11 +177,11 @@ def bench_model(spec: str, files: list[Path], bodies: list[bytes], cfg: ServeBen
             say(f"    {_row(half)}")
         if cfg.soak:
             say(f"{spec}: soak, {cfg.soak:g} s at the peak ({peak_c} clients)")
-            rss0 = server.rss_mb()
-            soak = asyncio.run(closed_loop(server.host, server.port, bodies, peak_c, cfg.soak, cfg.soak * 3)).summary()
-            rss1 = server.rss_mb()
+            with RssSampler(server) as rss:
+                soak = asyncio.run(closed_loop(server.host, server.port, bodies, peak_c, cfg.soak, cfg.soak * 3)).summary()
+            rss0, rss1 = rss.start_end()
             result["soak"] = {**soak, "clients": peak_c, "rss_start_mb": round(rss0, 1), "rss_end_mb": round(rss1, 1),
-                              "rss_growth": round(rss1 / rss0 - 1, 4)}
+                              "rss_max_mb": round(max(rss.samples), 1), "rss_growth": round(rss1 / rss0 - 1, 4)}
             say(f"    {_row(soak)}  RSS {rss0:.0f} -> {rss1:.0f} MB ({rss1 / rss0 - 1:+.1%})")
     finally:
         server.stop()

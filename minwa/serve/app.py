@@ -45,8 +45,7 @@ class Service:
 
     def warm_up(self) -> None:
         if self.cfg.warmup:
-            self.engine.enter_instance()  # warmed with the threads an instance runs with
-            self.engine.warm_up(self.cfg.max_batch)
+            self.engine.warm_up(self.cfg.max_batch, self.cfg.warmup_s)
         self.ready = True
         self.metrics.ready.set(1)
 

@@ -31,7 +31,8 @@ class ServeConfig:
     scales: list[int] = field(default_factory=list)  # default test scales (empty: each model's own)
     flip: bool = False  # default: also the mirrored image
     wordnet: str = ""  # folder holding WordNet's data.noun, for class names (""= /usr/share/wordnet)
-    warmup: bool = True  # run full batches once before /readyz says ready
+    warmup: bool = True  # run every batch size 1..max_batch once before /readyz says ready
+    warmup_s: float = 120.0  # ... or as many as fit in this long (the others are built on first use)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
@@ -47,6 +48,7 @@ def check(cfg: ServeConfig) -> ServeConfig:
         (cfg.max_queue >= 1, f"max_queue must be at least 1, got {cfg.max_queue}"),
         (cfg.max_bytes >= 1, f"max_bytes must be at least 1, got {cfg.max_bytes}"),
         (1 <= cfg.max_pixels <= MAX_PIXELS, f"max_pixels must be in 1..{MAX_PIXELS} (Pillow's limit), got {cfg.max_pixels}"),
+        (0 <= cfg.warmup_s <= 3600, f"warmup_s must be in 0..3600, got {cfg.warmup_s}"),
         (cfg.decode_threads >= 1, f"decode_threads must be at least 1, got {cfg.decode_threads}"),
         (cfg.topk >= 1, f"topk must be at least 1, got {cfg.topk}"),
         (all(1 <= s <= MAX_SCALE for s in cfg.scales), f"scales must be in 1..{MAX_SCALE}, got {list(cfg.scales)}"),

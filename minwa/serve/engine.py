@@ -6,6 +6,7 @@ sizes go into one call: ``view_probs`` resizes and crops each to the network inp
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ class Engine:
 
     def probs(self, images: list[np.ndarray], scales: tuple[int, ...], flip: bool) -> torch.Tensor:
         """Ensemble softmax (n, K) of images of any sizes: each member's views averaged, then the members."""
-        scales_of = {m.name: list(scales) or [m.scale] for m in self.members}
+        scales_of = self._scales_of(scales)
         with self._busy_lock:
             self._busy += 1
             alone = self._busy == 1
@@ -82,6 +83,9 @@ class Engine:
         finally:
             with self._busy_lock:
                 self._busy -= 1
+
+    def _scales_of(self, scales) -> dict:
+        return {m.name: list(scales) or [m.scale] for m in self.members}
 
     def _probs(self, images, scales_of, flip) -> torch.Tensor:
         _, member_final = batch_probs(self.members, images, scales_of, flip, False, self.device, self.precision,
@@ -94,13 +98,29 @@ class Engine:
         return [{"class": self.classes[j], "name": self.class_names[j], "index": int(j), "probability": float(p)}
                 for p, j in zip(top.values, top.indices)]
 
-    def warm_up(self, max_batch: int) -> None:
-        """One batch of one image and one full batch, at the default views: allocations and one-time kernel
-        choices happen here, not in the first users' requests."""
+    def warm_up(self, max_batch: int, budget_s: float) -> list[tuple[int, int]]:
+        """Run every batch size a batcher can form (1, ``max_batch``, then 2, 3, ...) at each thread count a
+        batch may get, until ``budget_s`` has passed; the (size, threads) pairs run.
+
+        Why every size: torch's CPU kernels (oneDNN) and cuDNN choose and build their code per input shape
+        and thread count, and keep it. Left to the first requests, each new batch size costs its first
+        user tens of milliseconds and adds to resident memory for minutes into serving (resnet50 at
+        max_batch 8, 2 instances: +18% over 200 s at 32 clients; BENCHMARKS §13), which would hide a leak."""
         side = max(max(self.default_scales or (m.scale,)) for m in self.members)
         image = np.random.default_rng(0).integers(0, 256, (side, side, self.channels), dtype=np.uint8)
-        for n in sorted({1, max_batch}):
-            self.probs([image] * n, self.default_scales, False)
+        counts = sorted({self.cpu_threads, self.instance_threads}, reverse=True) if self.cpu_threads else [0]
+        scales_of = self._scales_of(self.default_scales)
+        done, t0 = [], time.perf_counter()
+        for n in dict.fromkeys([1, max_batch, *range(2, max_batch)]):
+            for threads in counts:
+                if threads:
+                    torch.set_num_threads(threads)
+                self._probs([image] * n, scales_of, False)
+                done.append((n, threads))
+            if time.perf_counter() - t0 >= budget_s:
+                break
+        self.enter_instance()
+        return done
 
     def describe(self) -> dict:
         """``GET /v1/models``: each member's model, geometry and recorded metrics, and the shared classes."""
